@@ -1,0 +1,44 @@
+# Two commands on a fresh Debian machine (root, Python 3.11):
+#   make demo   installs what is missing, provisions PostGIS, loads the demo, serves :8000
+#   make test   the same set-up, then the whole suite against a real PostGIS
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+PG_MAJOR ?= 15
+export UV_LINK_MODE := copy
+
+.PHONY: demo test bench lint setup system-deps python-deps db-url db-stop clean-db
+
+demo: setup
+	$(VENV)/bin/geo-service demo
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(VENV)/bin/python -m benchmarks
+
+lint: python-deps
+	$(VENV)/bin/ruff check geo_service tests benchmarks boundaries
+	$(VENV)/bin/mypy geo_service
+
+setup: system-deps python-deps
+
+# PostgreSQL + PostGIS from Debian (only when DATABASE_URL is unset and they are missing).
+system-deps:
+	@if [ -z "$$DATABASE_URL" ] && ! [ -f /usr/share/postgresql/$(PG_MAJOR)/extension/postgis.control ]; then \
+	  echo "installing postgresql-$(PG_MAJOR)-postgis-3 ..."; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root (or set DATABASE_URL to an existing PostGIS)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$(PG_MAJOR)-postgis-3 >/dev/null; \
+	fi
+
+python-deps:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || $(PYTHON) -m pip install -q --user uv || $(PYTHON) -m pip install -q uv
+	@$$(command -v uv || echo $(UV)) sync --frozen -q
+
+db-url: python-deps
+	@$(VENV)/bin/geo-service db url
+
+db-stop:
+	@$(VENV)/bin/geo-service db stop

@@ -1,0 +1,1 @@
+"""HTTP API: dependencies, schemas, one router per resource."""

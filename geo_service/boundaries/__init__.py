@@ -1,0 +1,1 @@
+"""Boundary layouts: read files, validate, store versions in PostGIS, publish, history."""

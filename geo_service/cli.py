@@ -1,0 +1,269 @@
+"""``geo-service``: migrate, boundaries, locate, db, serve, demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from geo_service.errors import GeoServiceError
+from geo_service.settings import PROJECT_ROOT, Settings
+
+app = typer.Typer(no_args_is_help=True, help="Grid-governance spatial core.")
+boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: import, publish.")
+db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
+app.add_typer(boundaries_app, name="boundaries")
+app.add_typer(db_app, name="db")
+console = Console()
+
+DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
+DEMO_LABEL = "xiuzhou-demo-2025"
+DEMO_EFFECTIVE = dt.date(2025, 1, 1)
+
+
+def _url() -> str:
+    from geo_service.db.engine import resolve_database_url
+
+    return resolve_database_url(Settings().database)
+
+
+def _fail(exc: GeoServiceError) -> None:
+    console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+    if isinstance(exc.details, list):
+        for item in exc.details[:50]:
+            console.print(f"  - {item.get('message', item) if isinstance(item, dict) else item}")
+        if len(exc.details) > 50:
+            console.print(f"  ... and {len(exc.details) - 50} more")
+    raise typer.Exit(2)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (DATABASE_URL, or the private cluster) to the current schema."""
+    from geo_service.db.migrate import current_revision, upgrade
+
+    url = _url()
+    upgrade(url)
+    console.print(f"schema at revision {current_revision(url)}")
+
+
+@boundaries_app.command("import")
+def boundaries_import(
+    path: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage or zipped Shapefile")],
+    version: Annotated[str, typer.Option("--version", help="label of the new version")],
+    crs: Annotated[str | None, typer.Option(help="wgs84|cgcs2000|gcj02|bd09|EPSG:n")] = None,
+    effective_from: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="publish on import")] = False,
+    tolerance_m2: Annotated[float, typer.Option(help="overlap/gap tolerance, m²")] = 1.0,
+) -> None:
+    """Validate a layout and store it as a new boundary version (nothing written if refused)."""
+    from geo_service.boundaries.importer import import_layout
+    from geo_service.boundaries.versions import parse_date
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with console.status(f"importing {path.name}..."):
+            summary = import_layout(
+                engine,
+                path,
+                version,
+                crs=crs,
+                effective_from=parse_date(effective_from),
+                publish=publish,
+                tolerance_m2=tolerance_m2,
+            )
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    v = summary.version
+    console.print(
+        f"version [bold]{v.label}[/bold] (id {v.id}) {v.status}"
+        + (f" from {v.effective_from}" if v.effective_from else "")
+        + f": {summary.counts}, {summary.new_areas} new areas, {summary.shared_areas} shared"
+    )
+
+
+@boundaries_app.command("validate")
+def boundaries_validate(
+    path: Path,
+    crs: Annotated[str | None, typer.Option()] = None,
+    tolerance_m2: Annotated[float, typer.Option()] = 1.0,
+) -> None:
+    """Check a layout without writing anything; list every problem with its location."""
+    from geo_service.boundaries.reader import read_layout
+    from geo_service.boundaries.validation import validate_layout
+
+    try:
+        layout = read_layout(path, crs=crs)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    problems = validate_layout(layout.frame, tolerance_m2)
+    for p in problems:
+        console.print(f"- {p.kind}: {p.message} at {p.location}")
+    console.print(f"{len(layout.frame)} features, {len(problems)} problem(s)")
+    if problems:
+        raise typer.Exit(1)
+
+
+@boundaries_app.command("publish")
+def boundaries_publish(
+    version: str, effective_from: Annotated[str | None, typer.Option()] = None
+) -> None:
+    """Publish a draft version from a date (default today), closing the one before."""
+    from geo_service.boundaries import versions
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            vid = versions.get_version(conn, version).id
+            assert vid is not None
+            info = versions.publish(
+                conn, vid, versions.parse_date(effective_from) or dt.date.today()
+            )
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    console.print(f"version {info.label} published from {info.effective_from}")
+
+
+@boundaries_app.command("list")
+def boundaries_list() -> None:
+    """The boundary versions, newest first."""
+    from geo_service.boundaries import versions
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    with engine.connect() as conn:
+        rows = versions.list_versions(conn)
+    engine.dispose()
+    table = Table("id", "label", "status", "from", "to")
+    for v in rows:
+        table.add_row(
+            str(v.id), v.label, v.status, str(v.effective_from or ""), str(v.effective_to or "")
+        )
+    console.print(table)
+
+
+@app.command()
+def locate(
+    lon: float,
+    lat: float,
+    crs: Annotated[str, typer.Option()] = "wgs84",
+    as_of: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Print the grid that owns one point (from the version in force)."""
+    from geo_service.locator import Locator
+
+    try:
+        loc = Locator.from_database(_url(), as_of=as_of)
+        res = loc.locate([lon], [lat], crs=crs)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    g = int(res.grid_index[0])
+    out = {"grid": None if g < 0 else loc.chain(g), "version": loc.version.as_dict()}
+    console.print_json(json.dumps(out, ensure_ascii=False))
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL in use (starting the private cluster if needed)."""
+    print(_url())
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the private cluster."""
+    from geo_service.db.cluster import PrivateCluster
+
+    PrivateCluster(Settings().database.data_dir).stop()
+
+
+def _serve(host: str | None, port: int | None, workers: int) -> None:
+    import os
+
+    import uvicorn
+
+    settings = Settings()
+    if not settings.database.url:
+        os.environ["DATABASE_URL"] = _url()  # one cluster for every worker
+    host = host or settings.api.host
+    port = port or settings.api.port
+    console.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "geo_service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Serve the API on DATABASE_URL (or the private cluster)."""
+    _serve(host, port, workers)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    serve_: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Migrate, load the Xiuzhou demo boundaries (once), then serve."""
+    from geo_service.boundaries import versions
+    from geo_service.boundaries.importer import import_layout
+    from geo_service.db.engine import make_engine
+    from geo_service.db.migrate import upgrade
+
+    url = _url()
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            have = any(v.label == DEMO_LABEL for v in versions.list_versions(conn))
+        if not have:
+            with console.status("loading the Xiuzhou demo boundaries..."):
+                summary = import_layout(
+                    engine,
+                    DEMO_LAYOUT,
+                    DEMO_LABEL,
+                    crs="wgs84",
+                    effective_from=DEMO_EFFECTIVE,
+                    publish=True,
+                )
+            console.print(f"demo boundaries loaded: {summary.counts}")
+    finally:
+        engine.dispose()
+    settings = Settings()
+    base = f"http://{host or settings.api.host}:{port or settings.api.port}"
+    console.print("open:")
+    for path in (
+        "/docs",
+        "/health",
+        "/v1/boundaries/versions",
+        "/v1/locate?lon=120.7071&lat=30.7649&crs=gcj02",
+    ):
+        console.print(f"  {base}{path}")
+    if serve_:
+        _serve(host, port, 1)

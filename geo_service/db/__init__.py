@@ -1,0 +1,1 @@
+"""Database access: the private PostGIS cluster, engines, ORM models and alembic migrations."""

@@ -1,0 +1,94 @@
+"""Fixtures: a throw-away database on a real PostGIS (DATABASE_URL's server, or the private
+cluster), migrated once per session, with the Xiuzhou demo boundaries published."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from geo_service.app import create_app
+from geo_service.boundaries.importer import import_layout
+from geo_service.db.cluster import PrivateCluster, drop_database, ensure_database
+from geo_service.db.engine import libpq_url, make_engine
+from geo_service.db.migrate import upgrade
+from geo_service.locator import Locator
+from geo_service.settings import PROJECT_ROOT, DatabaseSettings, Settings
+
+DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
+DEMO_LABEL = "demo-2025"
+DEMO_FROM = dt.date(2025, 1, 1)
+
+
+def _server_admin_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return libpq_url(make_url(url).set(database="postgres").render_as_string(False))
+    return PrivateCluster(PROJECT_ROOT / ".data" / "pg").url("postgres")
+
+
+@pytest.fixture(scope="session")
+def new_database() -> Iterator[object]:
+    """Factory of empty databases on the test server, dropped at the end of the session."""
+    admin = _server_admin_url()
+    made: list[str] = []
+
+    def make(prefix: str = "geo_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        ensure_database(admin, name)
+        made.append(name)
+        return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    for name in made:
+        drop_database(admin, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database) -> str:  # type: ignore[no-untyped-def]
+    """A migrated database holding the demo boundaries, published from 2025-01-01."""
+    url = new_database()
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    import_layout(engine, DEMO_LAYOUT, DEMO_LABEL, crs="wgs84", effective_from=DEMO_FROM,
+                  publish=True)
+    engine.dispose()
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_locator(database_url: str) -> Locator:
+    return Locator.from_database(database_url)
+
+
+@pytest.fixture(scope="session")
+def client(database_url: str) -> Iterator[TestClient]:
+    settings = Settings(database=DatabaseSettings(url=database_url))
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def tmp_layout(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write a layout frame to a file in ``tmp_path`` and return the path."""
+
+    def write(frame, name: str = "layout.geojson", driver: str | None = None) -> Path:  # type: ignore[no-untyped-def]
+        path = tmp_path / name
+        frame.to_file(path, driver=driver)
+        return path
+
+    return write
