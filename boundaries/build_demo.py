@@ -7,15 +7,20 @@ households and grid staff are invented, deterministically from ``--seed``.
 
 How the geometry is made (the same code serves :func:`synthetic_tiling` for benchmarks):
 
-1. GCJ-02 → WGS84 (:func:`geo_service.coords.gcj02_to_wgs84`), snapped to 1e-7° (~1 cm).
+1. GCJ-02 → WGS84 (:func:`geo_service.coords.gcj02_to_wgs84`), snapped to 1e-7° (~1 cm); the
+   work is done in a local equirectangular frame in metres (an affine map of lon/lat).
 2. Each level is a Voronoi diagram of seeds inside its parent, Lloyd-relaxed, each cell clipped by
    the parent polygon itself (:func:`voronoi_clip`). Detached pieces of a clipped cell go to the
    neighbour sharing the longest edge, children under the size floor merge the same way.
-3. The grid layer is finished as one planar coverage (:func:`finish_coverage`): all grid edges
-   are noded together with snap-rounding on the 1e-7° grid and polygonized; every face goes to the
-   grid it lies in. Communities, towns and the district are then exact unions of their grids, so
-   every level is a coverage whose neighbours share identical vertices, and every parent is the
-   union of its children.
+3. The grid layer is finished as one planar coverage (:func:`exact_coverage`): all grid edges are
+   noded together by snap-rounding on a 10 cm grid, long edges get a vertex every 500 m, and the
+   result is polygonized (:func:`finish_coverage`); every face goes to the grid it lies in. A grid
+   edge shared by two communities thus gets the same vertices on both sides, and no vertex is
+   closer than 5 cm to an edge it is not on, so rounding to 7 decimals of a degree (±0.6 cm)
+   cannot fold anything, and reprojecting cannot either (a 500 m edge bows < 0.3 cm). Communities,
+   towns and the district are exact unions of their grids: every level is a coverage whose
+   neighbours share identical vertices (``shapely.coverage_is_valid``), every parent the union of
+   its children.
 4. Codes follow :mod:`geo_service.boundaries.codes` (numbered in its reading order); features are
    written sorted by (level, code) with a stable JSON dump, so re-runs are byte-identical.
 
@@ -61,7 +66,9 @@ DEFAULT_SEED: Final = 20190402  # date of the Jiaxing Daily piece on Xiuzhou's g
 DEFAULT_GRIDS: Final = 3000
 
 GRID_DEG: Final = 1e-7  # output precision: 7 decimals of a degree, ~1 cm
-GRID_M: Final = 1e-3  # snapping while building in the metric work frame: 1 mm
+GRID_M: Final = 1e-3  # snapping while clipping in the metric work frame: 1 mm
+SNAP_M: Final = 0.1  # snap-rounding grid of the finished coverage in the work frame: 10 cm
+MAX_EDGE_M: Final = 500.0  # longest straight edge written (keeps reprojection bow < 0.3 cm)
 MIN_GRID_M2: Final = 10_000.0  # no grid under 0.01 km²
 MIN_PIECE_M2: Final = 100.0  # no polygon part under 100 m²
 EARTH_RADIUS_M: Final = 6_371_008.8
@@ -186,14 +193,12 @@ def lloyd(parent: BaseGeometry, seeds: FloatArray, steps: int) -> FloatArray:
     return seeds
 
 
-def _shared_length(a: BaseGeometry, others: GeomArray) -> FloatArray:
+def _shared_length(a: BaseGeometry, others: GeomArray, grid_size: float) -> FloatArray:
     """Boundary length ``a`` shares with each of ``others`` (snapped: near-equal edges count)."""
-    return np.asarray(
-        shapely.length(
-            shapely.intersection(shapely.boundary(a), shapely.boundary(others), grid_size=GRID_M)
-        ),
-        dtype=np.float64,
+    shared = shapely.intersection(
+        shapely.boundary(a), shapely.boundary(others), grid_size=grid_size
     )
+    return np.asarray(shapely.length(shared), dtype=np.float64)
 
 
 def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) -> list[BaseGeometry]:
@@ -203,7 +208,7 @@ def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) ->
     neighbouring child it shares the longest edge with, and children smaller than ``min_area``
     merge into their longest-edge neighbour, so children stay connected and none is a sliver.
     Children come back in seed order (merged-away seeds are dropped); they tile the parent up to
-    1 mm snapping dust, which :func:`finish_coverage` removes.
+    1 mm snapping dust, which :func:`exact_coverage` removes.
     """
     clipped = clip_cells(voronoi_cells(seeds, parent), parent, grid_size=GRID_M)
     parts, owner = shapely.get_parts(clipped, return_index=True)
@@ -224,7 +229,7 @@ def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) ->
         for i in pending:
             nbrs = tree.query(parts[i], predicate="intersects")
             nbrs = nbrs[(nbrs != i) & resolved[nbrs]]
-            shared = _shared_length(parts[i], parts[nbrs]) if len(nbrs) else np.zeros(0)
+            shared = _shared_length(parts[i], parts[nbrs], GRID_M) if len(nbrs) else np.zeros(0)
             if len(shared) and shared.max() > 0:
                 label[i] = label[nbrs[int(np.argmax(shared))]]
                 resolved[i] = True
@@ -251,7 +256,8 @@ def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) ->
         for piece in mine:
             nbrs = tree.query(parts[piece], predicate="intersects")
             nbrs = nbrs[label[nbrs] != c]
-            for j, length in zip(nbrs, _shared_length(parts[piece], parts[nbrs]), strict=True):
+            lengths = _shared_length(parts[piece], parts[nbrs], GRID_M)
+            for j, length in zip(nbrs, lengths, strict=True):
                 if length > 0:
                     score[int(label[j])] = score.get(int(label[j]), 0.0) + float(length)
         if not score:
@@ -293,16 +299,21 @@ def tile(
     return voronoi_clip(parent, seeds, min_area=min_area)
 
 
-def finish_coverage(polys: Sequence[BaseGeometry] | GeomArray) -> GeomArray:
-    """Turn near-tiling lon/lat polygons into an exact coverage on the 1e-7° grid, same order.
+def finish_coverage(
+    polys: Sequence[BaseGeometry] | GeomArray, grid_size: float, max_edge: float | None = None
+) -> GeomArray:
+    """Turn near-tiling polygons into an exact coverage on a ``grid_size`` grid, same order.
 
-    All edges are noded together with snap-rounding (every vertex lands on the 1e-7° grid) and
-    polygonized; each face goes to the polygon containing a point of it, and any face left
-    detached from its polygon's main part (snapping dust) joins the neighbour it shares the
-    longest edge with. Neighbours then share identical vertices (``shapely.coverage_is_valid``).
+    All edges are noded together with snap-rounding (every vertex lands on the grid, and none is
+    left within half a grid step of an edge it is not on), optionally split so no edge is longer
+    than ``max_edge``, and polygonized; each face goes to the polygon containing a point of it,
+    and any face left detached from its polygon's main part (snapping dust) joins the neighbour
+    it shares the longest edge with. Neighbours then share identical vertices.
     """
     polys = np.asarray(polys, dtype=object)
-    noded = shapely.union_all(shapely.boundary(polys), grid_size=GRID_DEG)
+    noded = shapely.union_all(shapely.boundary(polys), grid_size=grid_size)
+    if max_edge is not None:
+        noded = shapely.segmentize(noded, max_edge)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
     tree = shapely.STRtree(polys)
     probe = shapely.point_on_surface(faces)
@@ -325,13 +336,34 @@ def finish_coverage(polys: Sequence[BaseGeometry] | GeomArray) -> GeomArray:
             for f in stray:
                 nbrs = face_tree.query(faces[f], predicate="intersects")
                 nbrs = nbrs[owner[nbrs] != p]
-                shared = _shared_length(faces[f], faces[nbrs]) if len(nbrs) else np.zeros(0)
+                shared = (
+                    _shared_length(faces[f], faces[nbrs], grid_size) if len(nbrs) else np.zeros(0)
+                )
                 if len(shared) and shared.max() > 0:
                     owner[f] = owner[nbrs[int(np.argmax(shared))]]
                     moved += 1
         if not moved:
             return out
     raise RuntimeError("finish_coverage: detached pieces did not settle in 10 rounds")
+
+
+def round_deg(geoms: GeomArray) -> GeomArray:
+    """Round lon/lat coordinates to 7 decimals vertex by vertex, so shared vertices stay shared."""
+    return np.asarray(shapely.transform(geoms, lambda xy: np.round(xy * 1e7) / 1e7), dtype=object)
+
+
+def exact_coverage(loose_m: Sequence[BaseGeometry] | GeomArray, frame: LocalFrame) -> GeomArray:
+    """Near-tiling work-frame polygons → an exact lon/lat coverage with 7-decimal vertices.
+
+    Snap-rounded on 10 cm in metres first (:func:`finish_coverage`), then each vertex is rounded
+    to 1e-7°; the 5 cm clearance makes that safe. Should a check still fail, one more snap-rounding
+    pass on the 1e-7° grid repairs it.
+    """
+    cover_m = finish_coverage(loose_m, SNAP_M, MAX_EDGE_M)
+    cover = round_deg(frame.to_deg(cover_m))
+    if shapely.is_valid(cover).all() and shapely.coverage_is_valid(cover):
+        return cover
+    return finish_coverage(cover, GRID_DEG)
 
 
 def _assemble(faces: GeomArray, owner: IntArray, n: int) -> GeomArray:
@@ -524,7 +556,7 @@ def build(
     log(f"laid out {len(town_ix)} towns, {len(comm_ix)} communities, {len(grid_ix)} grids")
 
     # one exact coverage of grids in lon/lat; every parent is the exact union of its children
-    exact = finish_coverage(frame.to_deg(np.array([areas[g].geom for g in grid_ix], dtype=object)))
+    exact = exact_coverage(np.array([areas[g].geom for g in grid_ix], dtype=object), frame)
     for g, geom in zip(grid_ix, exact, strict=True):
         areas[g].geom = geom
     for level_ix in (comm_ix, town_ix, [0]):  # bottom-up, so each level unions exact children
@@ -667,7 +699,7 @@ def synthetic_tiling(
     parent = frame.to_m(outline)
     mean_area = parent.area / max(n_grids, 1)
     loose = tile(parent, n_grids, rng, steps=lloyd_steps, min_area=0.25 * mean_area)
-    grids = finish_coverage(frame.to_deg(np.array(loose, dtype=object)))
+    grids = exact_coverage(np.array(loose, dtype=object), frame)
     grids_m = frame.to_m(grids)
     cxy = shapely.get_coordinates(shapely.centroid(grids_m))
     x0, _, _, y1 = parent.bounds
@@ -718,53 +750,58 @@ def equal_area(frame: LocalFrame) -> CRS:
 
 
 def verify(path: Path, frame: LocalFrame) -> list[str]:
-    """Re-read the written file and check validity, tiling, overlaps, codes and sums."""
+    """Re-read the written file and check validity, tiling, overlaps, codes and sums.
+
+    Overlays run on the stored lon/lat coordinates (areas converted with the frame's scale, good
+    to < 0.5 %); validity is also checked after projecting to an equal-area CRS and UTM 51N.
+    """
     gdf = gpd.read_file(path)
     problems: list[str] = []
-    if not gdf.geometry.is_valid.all():
-        problems.append(f"{int((~gdf.geometry.is_valid).sum())} invalid geometries")
+    geoms = gdf.geometry.to_numpy()
+    levels = gdf["level"].to_numpy()
+    m2_per_deg2 = float(np.prod(frame.scale))
+    if not shapely.is_valid(geoms).all():
+        problems.append(f"{int((~shapely.is_valid(geoms)).sum())} invalid geometries")
+    for crs in (equal_area(frame), CRS.from_epsg(32651)):
+        if (bad := int((~gdf.to_crs(crs).geometry.is_valid).sum())) > 0:
+            problems.append(f"{bad} geometries turn invalid when projected to {crs.name}")
     if set(gdf.geom_type) != {"MultiPolygon"}:
         problems.append(f"geometry types {sorted(set(gdf.geom_type))}")
     if gdf["code"].duplicated().any():
         problems.append("duplicate codes")
-    eq = gdf.to_crs(equal_area(frame))
-    geoms = eq.geometry.to_numpy()
-    by_code = {c: i for i, c in enumerate(gdf["code"])}
     for level in LEVELS:
-        ix = np.flatnonzero(gdf["level"].to_numpy() == level)
+        ix = np.flatnonzero(levels == level)
+        if not shapely.coverage_is_valid(geoms[ix]):
+            problems.append(f"{level}s do not form a valid coverage (edges do not match)")
         if (multi := int((shapely.get_num_geometries(geoms[ix]) > 1).sum())) > 0:
             problems.append(f"{multi} {level}s have more than one polygon part")
-        if not shapely.coverage_is_valid(gdf.geometry.to_numpy()[ix]):
-            problems.append(f"{level}s do not form a valid coverage (edges do not match)")
-        parts = shapely.get_parts(geoms[ix])
-        if (tiny := int((shapely.area(parts) < MIN_PIECE_M2).sum())) > 0:
+        part_m2 = shapely.area(shapely.get_parts(geoms[ix])) * m2_per_deg2
+        if (tiny := int((part_m2 < MIN_PIECE_M2).sum())) > 0:
             problems.append(f"{tiny} {level} polygon parts under {MIN_PIECE_M2} m²")
+    by_code = {c: i for i, c in enumerate(gdf["code"])}
     worst_gap, overlap = 0.0, 0.0
     for parent, kids in gdf.groupby("parent_code").groups.items():
         if parent == "":
             continue
-        kid_ix = [by_code[c] for c in gdf.loc[kids, "code"]]
-        kid_geoms = geoms[kid_ix]
+        kid_geoms = geoms[[by_code[c] for c in gdf.loc[kids, "code"]]]
         diff = shapely.symmetric_difference(shapely.union_all(kid_geoms), geoms[by_code[parent]])
-        worst_gap = max(worst_gap, float(diff.area))
+        worst_gap = max(worst_gap, float(diff.area) * m2_per_deg2)
         a, b = shapely.STRtree(kid_geoms).query(kid_geoms, predicate="intersects")
         sel = a < b
-        overlap += float(
-            shapely.area(shapely.intersection(kid_geoms[a[sel]], kid_geoms[b[sel]])).sum()
-        )
-        h = gdf.loc[kids, "households"].sum()
-        if h != gdf.loc[by_code[parent], "households"]:
+        both = shapely.intersection(kid_geoms[a[sel]], kid_geoms[b[sel]])
+        overlap += float(shapely.area(both).sum()) * m2_per_deg2
+        if gdf.loc[kids, "households"].sum() != gdf.loc[by_code[parent], "households"]:
             problems.append(f"households of {parent} do not sum")
     if worst_gap >= 1.0:
         problems.append(f"a parent differs from the union of its children by {worst_gap:.3f} m²")
     if overlap >= 1.0:
         problems.append(f"siblings overlap by {overlap:.3f} m² in total")
-    grid_area = eq.loc[gdf["level"] == "grid"].area
-    if grid_area.min() < MIN_GRID_M2:
-        problems.append(f"smallest grid {grid_area.min():.0f} m² < {MIN_GRID_M2:.0f} m²")
+    grid_m2 = gdf.loc[levels == "grid"].to_crs(equal_area(frame)).area
+    if grid_m2.min() < MIN_GRID_M2:
+        problems.append(f"smallest grid {grid_m2.min():.0f} m² < {MIN_GRID_M2:.0f} m²")
     print(
-        f"verify: worst parent/children symmetric difference {worst_gap:.2e} m², "
-        f"sibling overlap total {overlap:.2e} m²"
+        f"verify: worst parent vs union-of-children symmetric difference {worst_gap:.2e} m², "
+        f"sibling overlaps {overlap:.2e} m² in total"
     )
     return problems
 

@@ -8,20 +8,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 
 from geo_service import __version__
 from geo_service.api.locators import LocatorCache
+from geo_service.api.responses import JSONBytes
 from geo_service.api.routes import boundaries, health, locate
 from geo_service.db.engine import make_engine, resolve_database_url
 from geo_service.errors import GeoServiceError, http_status
 from geo_service.settings import Settings
 
 
-def _error(status: int, code: str, message: str, details: Any = None) -> ORJSONResponse:
-    return ORJSONResponse(
-        {"error": code, "message": message, "details": details}, status_code=status
-    )
+def _error(status: int, code: str, message: str, details: Any = None) -> JSONBytes:
+    return JSONBytes({"error": code, "message": message, "details": details}, status_code=status)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,15 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Grid-governance spatial core: locate a point to its grid and unit.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONBytes,
     )
 
     @app.exception_handler(GeoServiceError)
-    async def domain_error(_: Request, exc: GeoServiceError) -> ORJSONResponse:
+    async def domain_error(_: Request, exc: GeoServiceError) -> JSONBytes:
         return _error(http_status(exc), exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONBytes:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         names = ", ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in errors)
         return _error(422, "invalid_input", f"invalid request: {names}", errors)

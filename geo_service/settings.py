@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -15,7 +15,9 @@ class DatabaseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GEO_DB_", extra="ignore")
 
-    url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "GEO_DB_URL", "url")
+    )
     data_dir: Path = PROJECT_ROOT / ".data" / "pg"
     pool_size: int = 10
 

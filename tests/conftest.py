@@ -57,8 +57,9 @@ def database_url(new_database) -> str:  # type: ignore[no-untyped-def]
     url = new_database()
     upgrade(url)
     engine = make_engine(url, pool_size=1)
-    import_layout(engine, DEMO_LAYOUT, DEMO_LABEL, crs="wgs84", effective_from=DEMO_FROM,
-                  publish=True)
+    import_layout(
+        engine, DEMO_LAYOUT, DEMO_LABEL, crs="wgs84", effective_from=DEMO_FROM, publish=True
+    )
     engine.dispose()
     return str(url)
 

@@ -23,9 +23,14 @@ def postgis_owner(engine: Engine, version_id: int, xs: np.ndarray, ys: np.ndarra
     out = np.full(len(xs), None, dtype=object)
     with engine.connect() as conn:
         for lo in range(0, len(xs), 50_000):
-            rows = conn.execute(POSTGIS_OWNER, {"xs": xs[lo:lo + 50_000].tolist(),
-                                                "ys": ys[lo:lo + 50_000].tolist(),
-                                                "v": version_id}).all()
+            rows = conn.execute(
+                POSTGIS_OWNER,
+                {
+                    "xs": xs[lo : lo + 50_000].tolist(),
+                    "ys": ys[lo : lo + 50_000].tolist(),
+                    "v": version_id,
+                },
+            ).all()
             for i, code in rows:
                 out[lo + i - 1] = code
     return out
@@ -76,26 +81,49 @@ def test_shared_vertex_tie_break_is_the_lowest_code(demo_locator: Locator) -> No
     assert [ours[p] for p in sorted(expected)] == [expected[p] for p in sorted(expected)]
 
 
-def test_points_on_shared_edges_are_owned_exactly_once(demo_locator: Locator) -> None:
-    """Axis-aligned midpoints of shared edges are exactly representable: PostGIS's own side
-    test says 'boundary', so both grids cover them and the lower code must win."""
-    grids = demo_locator.grids
-    codes = grids["code"].to_numpy()
-    coords, which = shapely.get_coordinates(grids.geometry.to_numpy(), return_index=True)
-    xs, ys, owners = [], [], []
-    for g in range(min(len(grids), 400)):
-        ring = coords[which == g]
-        for (x1, y1), (x2, y2) in zip(ring[:-1], ring[1:], strict=True):
-            if x1 == x2 or y1 == y2:  # a midpoint of an axis-aligned edge lies on it exactly
-                xs.append((x1 + x2) / 2)
-                ys.append((y1 + y2) / 2)
-                owners.append(g)
-    res = demo_locator.locate(np.array(xs), np.array(ys))
-    idx = res.grid_index
-    assert (idx >= 0).all()
-    assert (idx <= np.array(owners)).all()  # never a higher code than a covering grid
-    assert demo_locator.index.covers(idx, np.array(xs), np.array(ys)).all()
-    assert all(codes[i] <= codes[o] for i, o in zip(idx, owners, strict=True))
+def test_points_on_shared_edges_and_corners_go_to_the_lowest_code(engine: Engine) -> None:
+    """On the square test layout, points exactly on shared edges and corners are covered by
+    two or four grids: PostGIS and the Locator both pick the lowest code."""
+    from tests.layouts import small_layout
+
+    layout = small_layout()
+    locator = Locator.from_frame(layout)
+    grids = locator.grids
+    # every vertex of the squares, the midpoint of every edge (exactly on it: the edges are
+    # axis-aligned) and every centre
+    coords = np.unique(shapely.get_coordinates(grids.geometry.to_numpy()), axis=0)
+    ux, uy = np.unique(coords[:, 0]), np.unique(coords[:, 1])
+    mx, my = (
+        np.concatenate([ux, (ux[:-1] + ux[1:]) / 2]),
+        np.concatenate([uy, (uy[:-1] + uy[1:]) / 2]),
+    )
+    xs, ys = (a.ravel() for a in np.meshgrid(mx, my))
+    ours = locator.locate(xs, ys).grid_code
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("""
+                SELECT p.i, min(g.code) FROM
+                  unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY p(x, y, i)
+                  JOIN unnest(CAST(:codes AS text[]), CAST(:wkbs AS bytea[])) g(code, wkb)
+                    ON ST_Covers(ST_GeomFromWKB(g.wkb, 4326), ST_Point(p.x, p.y, 4326))
+                GROUP BY p.i"""),
+            {
+                "xs": xs.tolist(),
+                "ys": ys.tolist(),
+                "codes": grids["code"].tolist(),
+                "wkbs": [g.wkb for g in grids.geometry],
+            },
+        ).all()
+    theirs = np.full(len(xs), None, dtype=object)
+    for i, code in rows:
+        theirs[i - 1] = code
+    assert (theirs != None).all()  # noqa: E711 - every lattice point is in the district
+    assert list(ours) == list(theirs)
+    # a corner shared by four grids goes to the lowest of the four codes
+    cx, cy = ux[1], uy[1]
+    corner = locator.locate([cx], [cy]).grid_code[0]
+    covering = grids[grids.geometry.covers(shapely.Point(cx, cy))]["code"]
+    assert len(covering) == 4 and corner == covering.min()
 
 
 def test_locator_from_file_equals_locator_from_database(demo_locator: Locator) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import ORJSONResponse
 
 from geo_service.api.deps import LocatorsDep, SettingsDep
+from geo_service.api.responses import JSONBytes
 from geo_service.boundaries.versions import parse_date
 from geo_service.errors import InvalidInput, TooLarge
 from geo_service.locator import LocateResult, Locator
@@ -100,7 +100,7 @@ def _answers(loc: Locator, res: LocateResult, within_m: float, chain: bool) -> l
     return out
 
 
-@router.get("/locate", response_class=ORJSONResponse)
+@router.get("/locate", response_class=JSONBytes)
 async def locate_one(
     locators: LocatorsDep,
     settings: SettingsDep,
@@ -108,7 +108,7 @@ async def locate_one(
     lat: float = Query(..., description="latitude in the given crs"),
     crs: str = Query("wgs84", description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n"),
     as_of: str | None = Query(None, description="date YYYY-MM-DD; default: today"),
-) -> ORJSONResponse:
+) -> JSONBytes:
     """The grid that owns a point: ``ST_Covers``-exact, lowest grid code wins on shared edges."""
     loc = await locators.get(parse_date(as_of))
     res = loc.locate([lon], [lat], crs=crs)
@@ -121,13 +121,11 @@ async def locate_one(
             if value is not None and value == value:
                 answer["grid"][key] = value.item() if hasattr(value, "item") else value
     answer.update({"query": {"lon": lon, "lat": lat, "crs": crs}, "version": loc.version.as_dict()})
-    return ORJSONResponse(answer)
+    return JSONBytes(answer)
 
 
-@router.post("/locate", response_class=ORJSONResponse, openapi_extra=_BATCH_SCHEMA)
-async def locate_many(
-    request: Request, locators: LocatorsDep, settings: SettingsDep
-) -> ORJSONResponse:
+@router.post("/locate", response_class=JSONBytes, openapi_extra=_BATCH_SCHEMA)
+async def locate_many(request: Request, locators: LocatorsDep, settings: SettingsDep) -> JSONBytes:
     """Locate up to 100,000 points; answers come back in input order."""
     body = await request.body()
     if len(body) > settings.api.max_body_bytes:
@@ -158,4 +156,4 @@ async def locate_many(
     loc = await locators.get(parse_date(payload.get("as_of")))
     res = loc.locate(arr[:, 0], arr[:, 1], crs=crs)
     results = _answers(loc, res, settings.locate.runner_up_within_m, chain=False)
-    return ORJSONResponse({"version": loc.version.as_dict(), "crs": crs, "results": results})
+    return JSONBytes({"version": loc.version.as_dict(), "crs": crs, "results": results})
