@@ -74,16 +74,16 @@ MIN_PIECE_M2: Final = 100.0  # no polygon part under 100 m²
 EARTH_RADIUS_M: Final = 6_371_008.8
 POLYGON: Final = 3  # shapely geometry type id
 TOWN_ORDER: Final[tuple[TownKind, ...]] = ("subdistrict", "town")
-RANK: Final[dict[str, int]] = {
-    level: i for i, level in enumerate(LEVELS)
-}  # sort key: district first
+# sort key of levels: district first
+RANK: Final[dict[str, int]] = {level: i for i, level in enumerate(LEVELS)}
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 GeomArray = npt.NDArray[np.object_]
 
-# (name, kind, rough WGS84 anchor lon, lat): seeds of the synthetic town outlines, placed roughly
-# where each unit lies (urban subdistricts next to Jiaxing's centre on the south-east edge).
+# (name, kind, anchor lon, lat in WGS84): seeds of the synthetic town outlines, put about where
+# each unit lies (the urban subdistricts along the south-east edge, next to Jiaxing's centre).
+# Indicative only: the real town boundaries are not public data we have.
 TOWNS: Final[tuple[tuple[str, str, float, float], ...]] = (
     ("新城街道", "subdistrict", 120.700, 30.768),
     ("嘉北街道", "subdistrict", 120.735, 30.797),
@@ -211,9 +211,7 @@ def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) ->
     1 mm snapping dust, which :func:`exact_coverage` removes.
     """
     clipped = clip_cells(voronoi_cells(seeds, parent), parent, grid_size=GRID_M)
-    parts, owner = shapely.get_parts(clipped, return_index=True)
-    keep = (shapely.get_type_id(parts) == POLYGON) & (shapely.area(parts) > 0)
-    parts, owner = parts[keep], owner[keep]
+    parts, owner = _polygon_parts(clipped)
     area = shapely.area(parts)
     label = owner.copy()
     # the main piece of each cell is its largest; the rest are orphans to hand to a neighbour
@@ -274,13 +272,25 @@ def voronoi_clip(parent: BaseGeometry, seeds: FloatArray, *, min_area: float) ->
     return list(children)
 
 
+def _polygon_parts(geoms: Any) -> tuple[GeomArray, IntArray]:
+    """Non-empty polygons inside geometries, through nested collections, with their source index."""
+    parts, index = shapely.get_parts(geoms, return_index=True)
+    while (nested := shapely.get_type_id(parts) >= 4).any():  # Multi* or GeometryCollection
+        sub, sub_index = shapely.get_parts(parts[nested], return_index=True)
+        parts = np.concatenate([parts[~nested], sub])
+        index = np.concatenate([index[~nested], index[nested][sub_index]])
+        order = np.argsort(index, kind="stable")
+        parts, index = parts[order], index[order]
+    keep = (shapely.get_type_id(parts) == POLYGON) & (shapely.area(parts) > 0)
+    return parts[keep], index[keep]
+
+
 def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     """Polygonal part of a geometry: a Polygon, or a MultiPolygon if it has several parts."""
-    parts = shapely.get_parts(geom)
-    parts = parts[(shapely.get_type_id(parts) == POLYGON) & (shapely.area(parts) > 0)]
+    parts = _polygon_parts(geom)[0]
     if len(parts) == 1:
         return parts[0]
-    return shapely.multipolygons(parts)
+    return shapely.MultiPolygon(list(parts))
 
 
 def _as_multipolygons(geoms: GeomArray) -> GeomArray:
@@ -318,6 +328,8 @@ def finish_coverage(
     tree = shapely.STRtree(polys)
     probe = shapely.point_on_surface(faces)
     face_i, poly_i = tree.query(probe, predicate="intersects")
+    order = np.lexsort((poly_i, face_i))
+    face_i, poly_i = face_i[order], poly_i[order]
     owner = np.full(len(faces), -1, dtype=np.intp)
     first = np.unique(face_i, return_index=True)[1]  # lowest polygon index wins a tie
     owner[face_i[first]] = poly_i[first]
@@ -460,9 +472,9 @@ def weighted_lloyd(
 ) -> FloatArray:
     """Lloyd steps with a density: each seed moves to the weighted centroid of its sample points.
 
-    The cells come out smaller where the weight is high (cell area ~ density^-1/2). A centroid
-    that is not itself a sample point's neighbourhood (concave cell) is snapped to the nearest
-    sample point of the cell, so seeds stay inside the area the sample covers.
+    Cells come out smaller where the weight is high (cell area ~ density^-1/2). Each seed moves
+    to the sample point of its cell nearest that centroid, so seeds stay inside the sampled area
+    (a concave cell's centroid may not be) and stay distinct.
     """
     seeds = seeds.copy()
     for _ in range(steps):

@@ -28,6 +28,13 @@ MAX_VERTICES_TOTAL = 20_000_000
 MAX_FEATURES = 1_000_000
 MAX_UNZIPPED_BYTES = 2 << 30
 MAX_ZIP_RATIO = 200
+_TRUNCATED = {
+    "parent_cod": "parent_code",
+    "population": "population",
+    "households": "households",
+    "grid_worke": "grid_worker",
+    "grid_leade": "grid_leader",
+}
 _TYPE_NAMES = {
     -1: "no geometry",
     0: "Point",
@@ -103,6 +110,8 @@ def prepare_frame(frame: pd.DataFrame, crs_name: str) -> gpd.GeoDataFrame:
     """Check the schema and geometry sanity, convert to WGS84, normalise the columns."""
     if len(frame) > MAX_FEATURES:
         raise TooLarge(f"{len(frame)} features, over the limit of {MAX_FEATURES}")
+    # Shapefile (dBASE) field names stop at 10 characters
+    frame = frame.rename(columns={k: v for k, v in _TRUNCATED.items() if v not in frame.columns})
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InvalidInput(

@@ -1,0 +1,1 @@
+"""Benchmarks of geo_service, run by ``make bench`` (``python -m benchmarks [section ...]``)."""
