@@ -46,6 +46,33 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     return best_of(fn, reps=1)
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Machine-wide busy and steal CPU seconds (``/proc/stat``) and this process's CPU seconds."""
+
+    busy_s: float
+    steal_s: float
+    own_s: float
+
+    @classmethod
+    def take(cls) -> CpuSnapshot:
+        """Read the counters now (zeros where ``/proc/stat`` is missing)."""
+        times = os.times()
+        own = times.user + times.system
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        except OSError:
+            return cls(0.0, 0.0, own)
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+        return cls((user + nice + system + irq + softirq) / tick, steal / tick, own)
+
+    def others_since(self, start: CpuSnapshot) -> tuple[float, float]:
+        """CPU seconds other processes used since ``start``, and steal seconds."""
+        busy = self.busy_s - start.busy_s
+        return max(busy - (self.own_s - start.own_s), 0.0), self.steal_s - start.steal_s
+
+
 def server_admin_url() -> str:
     """Admin URL of the server: ``DATABASE_URL``'s (database postgres), else the private cluster."""
     url = os.environ.get("DATABASE_URL")

@@ -10,7 +10,9 @@ PostGIS ``ST_Covers`` is the reference the others are compared with.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -27,7 +29,7 @@ from psycopg import sql
 from rich.console import Console
 from shapely.geometry.base import BaseGeometry
 
-from benchmarks._common import ResultTable, best_of, throwaway_database, timed
+from benchmarks._common import CpuSnapshot, ResultTable, best_of, throwaway_database, timed
 from geo_service.locator import Locator
 from geo_service.settings import PROJECT_ROOT
 
@@ -354,7 +356,7 @@ def add_rows(
 
 def run() -> None:
     """Run the locate benchmark, print the table and write ``bench-results/locate.md``."""
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
 
     def say(msg: str) -> None:
         console.print(f"[dim]{msg}[/dim]", highlight=False)
@@ -366,7 +368,20 @@ def run() -> None:
     jit_s = warm_up(datasets[0])
     say(f"numba warm-up {jit_s:.2f} s")
 
+    cpu_start, wall_start = CpuSnapshot.take(), time.perf_counter()
     results: dict[str, dict[str, Measure]] = {}
+    for ds in datasets:  # in-memory methods first, so no database work runs beside them
+        say(f"{ds.label}: Locator, STRtree, sjoin ...")
+        ours, ours_1t = bench_ours(ds, point_sets)
+        results[ds.name] = {
+            OURS: ours,
+            OURS_1T: ours_1t,
+            STRTREE: bench_strtree(ds, point_sets),
+            SJOIN_INTERSECTS: bench_sjoin(ds, point_sets, "intersects"),
+            SJOIN_WITHIN: bench_sjoin(ds, point_sets, "within"),
+        }
+    others_s, steal_s = CpuSnapshot.take().others_since(cpu_start)
+    in_memory_s = time.perf_counter() - wall_start
     load_s: dict[str, float] = {}
     with throwaway_database("bench") as url, psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
@@ -377,17 +392,12 @@ def run() -> None:
         names = {"pts": sql.Identifier("pts"), "grids": sql.Identifier("grids")}
         query_text = POSTGIS_OWNER.format(**names).as_string(conn)
         tables = {ps.name: f"pts_{k}" for k, ps in enumerate(point_sets)}
+        say("PostGIS: loading the points ...")
         for ps in point_sets:
             load_s[ps.name] = load_points(conn, ps, tables[ps.name])
         for ds in datasets:
-            say(f"{ds.label}: Locator, STRtree, sjoin ...")
-            ours, ours_1t = bench_ours(ds, point_sets)
-            res = {OURS: ours, OURS_1T: ours_1t, STRTREE: bench_strtree(ds, point_sets)}
-            res[SJOIN_INTERSECTS] = bench_sjoin(ds, point_sets, "intersects")
-            res[SJOIN_WITHIN] = bench_sjoin(ds, point_sets, "within")
             say(f"{ds.label}: PostGIS ...")
-            res[POSTGIS] = bench_postgis(conn, ds, point_sets, tables)
-            results[ds.name] = res
+            results[ds.name][POSTGIS] = bench_postgis(conn, ds, point_sets, tables)
 
     table = ResultTable(
         title=(
@@ -431,6 +441,10 @@ def run() -> None:
         f"`{query_text}`, fetch included; points loaded beforehand by COPY ("
         + ", ".join(f"{name} {s:.1f} s" for name, s in load_s.items())
         + ")",
+        f"machine: {os.cpu_count()} CPUs; during the {in_memory_s:.0f} s of in-memory timings "
+        f"other processes used {others_s:.1f} CPU s (steal {steal_s:.1f} s), a sign of noise; "
+        "shapely STRtree and geopandas.sjoin run on one core, the Locator on all numba threads "
+        "(its one-thread row is the like-for-like figure), PostGIS with its parallel workers",
     ]
     console.print()
     table.show(console)

@@ -12,7 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from geo_service import __version__
 from geo_service.api.locators import LocatorCache
 from geo_service.api.responses import JSONBytes
-from geo_service.api.routes import boundaries, health, locate
+from geo_service.api.routes import boundaries, health, locate, reports
+from geo_service.api.routing_cache import RoutingCache
+from geo_service.auth import KeyStore
 from geo_service.db.engine import make_engine, resolve_database_url
 from geo_service.errors import GeoServiceError, http_status
 from geo_service.settings import Settings
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.locators = LocatorCache(engine, size=settings.locate.locator_cache_versions)
+        app.state.routing = RoutingCache(engine)
+        app.state.keys = KeyStore(engine)
         try:
             yield
         finally:
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(boundaries.router)
+    app.include_router(reports.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, Any]:

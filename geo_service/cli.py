@@ -17,8 +17,10 @@ from geo_service.settings import PROJECT_ROOT, Settings
 app = typer.Typer(no_args_is_help=True, help="Grid-governance spatial core.")
 boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: import, publish.")
 db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys and roles.")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
@@ -175,6 +177,29 @@ def locate(
     g = int(res.grid_index[0])
     out = {"grid": None if g < 0 else loc.chain(g), "version": loc.version.as_dict()}
     console.print_json(json.dumps(out, ensure_ascii=False))
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="reporter|grid_worker|operator|planner|admin")],
+    label: Annotated[str | None, typer.Option(help="who holds the key")] = None,
+    scope: Annotated[str | None, typer.Option(help="area code a grid worker covers")] = None,
+) -> None:
+    """Create an API key; the key is printed alone on the last line (only its hash is kept)."""
+    from geo_service.auth import create_key
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            key = create_key(conn, role, label=label, scope=scope)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    console.print(f"{role} key created" + (f" for {scope}" if scope else "") + ":")
+    print(key)
 
 
 @db_app.command("url")

@@ -64,6 +64,18 @@ class Conflict(GeoServiceError):
     code = "conflict"
 
 
+class Unauthorized(GeoServiceError):
+    """No valid API key was given."""
+
+    code = "unauthorized"
+
+
+class Forbidden(GeoServiceError):
+    """The caller's role may not do this."""
+
+    code = "forbidden"
+
+
 class NoBoundaryVersion(GeoServiceError):
     """No published boundary version is in force at the requested date."""
 
@@ -80,6 +92,8 @@ HTTP_STATUS: dict[type[GeoServiceError], int] = {
     NotFound: 404,
     Conflict: 409,
     NoBoundaryVersion: 404,
+    Unauthorized: 401,
+    Forbidden: 403,
     GeoServiceError: 400,
 }
 

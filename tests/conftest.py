@@ -93,3 +93,23 @@ def tmp_layout(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def keys(database_url: str, demo_locator: Locator) -> dict[str, str]:
+    """One API key per role; the grid worker covers the first demo community."""
+    from geo_service.auth import create_key
+
+    community = demo_locator.grids["community_code"].iloc[0]
+    eng = make_engine(database_url, pool_size=1)
+    with eng.begin() as conn:
+        out = {role: create_key(conn, role, label=f"test {role}",
+                                scope=community if role == "grid_worker" else None)
+               for role in ("reporter", "grid_worker", "operator", "planner", "admin")}
+        out["reporter2"] = create_key(conn, "reporter", label="another reporter")
+    eng.dispose()
+    return out
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -29,7 +29,7 @@ def test_migrate_brings_an_empty_database_to_the_schema_and_is_idempotent(
     for _ in range(2):
         result = runner.invoke(app, ["migrate"])
         assert result.exit_code == 0, result.output
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == "0002"
     eng = create_engine(sqlalchemy_url(empty_url))
     with eng.connect() as conn:
         tables = set(

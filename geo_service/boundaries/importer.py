@@ -24,6 +24,7 @@ from geo_service.boundaries.reader import REQUIRED_COLUMNS, read_layout
 from geo_service.boundaries.validation import DEFAULT_TOLERANCE_M2, Problem, validate_layout
 from geo_service.errors import BoundaryValidationFailed, Conflict
 from geo_service.locator.locator import VersionInfo
+from geo_service.routing import seed_units
 
 SUBDIVIDE_MAX_VERTICES = 128
 _CORE = (*REQUIRED_COLUMNS, "geometry", "households", "population")
@@ -189,6 +190,7 @@ def import_layout(
         vid, new, shared = write_version(
             conn, layout.frame, label, Path(path).name, layout.source_crs
         )
+        seed_units(conn, vid)
         info = versions.get_version(conn, vid)
         if publish:
             info = versions.publish(conn, vid, effective_from or dt.date.today())

@@ -19,8 +19,18 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply every migration up to ``revision``."""
+    """Apply every migration up to ``revision``, then write the reference taxonomy."""
     command.upgrade(alembic_config(url), revision)
+    if revision == "head":
+        from geo_service.db.engine import make_engine
+        from geo_service.routing import seed_reference_data
+
+        engine = make_engine(url, pool_size=1)
+        try:
+            with engine.begin() as conn:
+                seed_reference_data(conn)
+        finally:
+            engine.dispose()
 
 
 def current_revision(url: str) -> str | None:

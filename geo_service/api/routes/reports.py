@@ -1,0 +1,210 @@
+"""``/v1/reports``: file one report or a bulk of them, list and read them by role."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Engine
+
+from geo_service.api.deps import EngineDep, LocatorsDep, PrincipalDep, RoutingDep
+from geo_service.api.responses import JSONBytes
+from geo_service.auth import Principal, require
+from geo_service.errors import Conflict, InvalidInput, TooLarge
+from geo_service.locator import Locator
+from geo_service.reports import queries
+from geo_service.reports.intake import Outcome, ingest
+from geo_service.reports.schemas import ReportIn
+from geo_service.routing import RoutingTable
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+FILERS = ("reporter", "grid_worker", "operator", "admin")
+MAX_BULK = 10_000
+MAX_BODY = 32 * 1024 * 1024
+_ONE = TypeAdapter(ReportIn)
+
+
+def _problem(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def _store(
+    engine: Engine,
+    items: list[ReportIn],
+    keys: list[str | None],
+    loc: Locator,
+    routing: RoutingTable,
+    principal: Principal,
+) -> list[Outcome]:
+    with engine.begin() as conn:
+        return ingest(conn, items, keys, loc, routing, principal)
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise TooLarge(f"request body of {len(body)} bytes is over {MAX_BODY}")
+    return body
+
+
+@router.post("/reports", status_code=201)
+async def file_report(
+    request: Request,
+    engine: EngineDep,
+    locators: LocatorsDep,
+    routing: RoutingDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONBytes:
+    """File one report: located, routed and stored in one transaction.
+
+    With ``Idempotency-Key``, a retry of the same body answers the first response (200) and
+    stores nothing; the same key with another body is a 409.
+    """
+    require(principal, *FILERS)
+    body = await _body(request)
+    try:
+        item = _ONE.validate_json(body)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid report: {_problem(exc)}") from exc
+    loc, table = await locators.get(), await routing.get()
+    key = f"{principal.key_id}:{idempotency_key}" if idempotency_key else None
+    outcome = (await asyncio.to_thread(_store, engine, [item], [key], loc, table, principal))[0]
+    if outcome.status == "stored":
+        return JSONBytes(outcome.report, status_code=201)
+    if outcome.status == "duplicate":
+        return JSONBytes(outcome.report, status_code=200, headers={"Idempotent-Replayed": "true"})
+    if outcome.status == "conflict":
+        raise Conflict(outcome.reason or "idempotency key conflict")
+    raise InvalidInput(outcome.reason or "report refused")
+
+
+def _parse_bulk(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, or NDJSON (one report per line); a bad line becomes an error entry."""
+    text_start = body.lstrip()[:1]
+    if "ndjson" not in content_type and text_start == b"[":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"malformed JSON array: {exc}") from exc
+        if not isinstance(data, list):
+            raise InvalidInput("bulk body must be a JSON array or NDJSON")
+        return data
+    out: list[Any] = []
+    for n, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            out.append(InvalidInput(f"line {n}: malformed JSON ({exc})"))
+    return out
+
+
+@router.post("/reports:bulk")
+async def file_reports(
+    request: Request,
+    engine: EngineDep,
+    locators: LocatorsDep,
+    routing: RoutingDep,
+    principal: PrincipalDep,
+) -> JSONBytes:
+    """File up to 10,000 reports (JSON array or NDJSON); an answer per item, in order.
+
+    ``external_id`` is each item's idempotency key. A refused item never blocks the others.
+    """
+    require(principal, *FILERS)
+    raw = _parse_bulk(await _body(request), request.headers.get("content-type", ""))
+    if len(raw) > MAX_BULK:
+        raise TooLarge(f"{len(raw)} reports in one request, over the limit of {MAX_BULK}")
+    answers: list[dict[str, Any] | None] = [None] * len(raw)
+    items: list[ReportIn] = []
+    slots: list[int] = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, InvalidInput):
+            answers[i] = {"index": i, "status": "refused", "reason": entry.message}
+            continue
+        try:
+            items.append(_ONE.validate_python(entry))
+            slots.append(i)
+        except ValidationError as exc:
+            answers[i] = {"index": i, "status": "refused", "reason": _problem(exc)}
+    keys = [f"{principal.key_id}:ext:{it.external_id}" if it.external_id else None for it in items]
+    loc, table = await locators.get(), await routing.get()
+    outcomes = await asyncio.to_thread(_store, engine, items, keys, loc, table, principal)
+    for i, o in zip(slots, outcomes, strict=True):
+        status = "refused" if o.status == "conflict" else o.status
+        answer: dict[str, Any] = {"index": i, "status": status}
+        if o.report is not None:
+            answer["id"] = o.report["id"]
+            answer["report"] = o.report
+        if o.reason:
+            answer["reason"] = o.reason
+        answers[i] = answer
+    counts = {
+        s: sum(1 for a in answers if a and a["status"] == s)
+        for s in ("stored", "duplicate", "refused")
+    }
+    return JSONBytes({**counts, "items": answers})
+
+
+@router.get("/reports")
+async def list_reports(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    status: Annotated[str | None, Query(description="comma-separated statuses")] = None,
+    area: Annotated[str | None, Query(description="grid/community/town/district code")] = None,
+    grid: Annotated[str | None, Query(description="alias of area")] = None,
+    unit: Annotated[str | None, Query(description="unit code")] = None,
+    category: str | None = None,
+    channel: str | None = None,
+    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+    overdue: bool | None = None,
+    supervised: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> JSONBytes:
+    """Reports the caller may see, newest first: ``{"total": N, "items": [...]}``."""
+    f = queries.ReportFilter(
+        status=status.split(",") if status else None,
+        area=area or grid,
+        unit=unit,
+        category=category,
+        channel=channel,
+        since=since,
+        until=until,
+        bbox=queries.parse_bbox(bbox),
+        overdue=overdue,
+        supervised=supervised,
+        limit=limit,
+        offset=offset,
+    )
+
+    def run() -> dict[str, Any]:
+        with engine.connect() as conn:
+            return queries.list_reports(conn, f, principal)
+
+    return JSONBytes(await asyncio.to_thread(run))
+
+
+@router.get("/reports/{report_id}")
+async def get_report(report_id: int, engine: EngineDep, principal: PrincipalDep) -> JSONBytes:
+    """One report, as the caller's role may see it."""
+
+    def run() -> dict[str, Any]:
+        with engine.connect() as conn:
+            return queries.get_report(conn, report_id, principal)
+
+    return JSONBytes(await asyncio.to_thread(run))

@@ -1,0 +1,1 @@
+"""Reports: intake from every channel, routing to grid and unit, the closed loop."""
