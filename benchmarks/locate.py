@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -157,8 +158,8 @@ def draw_points(outline: BaseGeometry) -> list[PointSet]:
     sx, sy = np.concatenate(ix)[:N_POINTS], np.concatenate(iy)[:N_POINTS]
     out = []
     for name, xs, ys, share in (("bbox pts", bx, by, outside), ("in-outline pts", sx, sy, 0.0)):
-        seconds, pts = timed(lambda xs=xs, ys=ys: shapely.points(xs, ys))
-        out.append(PointSet(name, xs, ys, pts, share, seconds))
+        seconds, pts = timed(partial(shapely.points, xs, ys))
+        out.append(PointSet(name, xs, ys, np.asarray(pts, dtype=object), share, seconds))
     return out
 
 
@@ -193,7 +194,7 @@ def bench_ours(ds: Dataset, point_sets: list[PointSet]) -> tuple[Measure, Measur
         for measure, n_threads in ((every, threads), (single, 1)):
             numba.set_num_threads(n_threads)
             try:
-                seconds, res = best_of(lambda ps=ps: loc.locate(ps.xs, ps.ys), REPS)
+                seconds, res = best_of(partial(loc.locate, ps.xs, ps.ys), REPS)
             finally:
                 numba.set_num_threads(threads)
             measure.query_s[ps.name] = seconds
@@ -207,7 +208,8 @@ def bench_strtree(ds: Dataset, point_sets: list[PointSet]) -> Measure:
     build_s, tree = timed(lambda: shapely.STRtree(geoms))
     measure = Measure(build_s)
     for ps in point_sets:
-        seconds, (pi, gi) = best_of(lambda ps=ps: tree.query(ps.pts, predicate="intersects"), REPS)
+        query = partial(tree.query, ps.pts, predicate="intersects")
+        seconds, (pi, gi) = best_of(query, REPS)
         measure.query_s[ps.name] = seconds
         measure.ids[ps.name] = lowest_per_point(pi, gi, len(ps))
     return measure
@@ -248,6 +250,11 @@ def copy_rows(
         cp.set_types(types)
         for row in rows:
             cp.write_row(row)
+
+
+def fetch_all(conn: psycopg.Connection, query: sql.Composed) -> list[tuple[Any, ...]]:
+    """Run a query and fetch every row."""
+    return conn.execute(query).fetchall()
 
 
 def load_points(conn: psycopg.Connection, ps: PointSet, table: str) -> float:
@@ -303,11 +310,11 @@ def bench_postgis(
     code_index = pd.Index(ds.codes)
     for ps in point_sets:
         query = POSTGIS_OWNER.format(pts=sql.Identifier(tables[ps.name]), grids=grids)
-        seconds, rows = timed(lambda query=query: conn.execute(query).fetchall())
+        seconds, rows = timed(partial(fetch_all, conn, query))
         ids = np.full(len(ps), -1, dtype=np.int32)
         if rows:
             i, codes = zip(*rows, strict=True)
-            ids[np.asarray(i, dtype=np.int64)] = code_index.get_indexer(list(codes))
+            ids[np.asarray(i, dtype=np.int64)] = code_index.get_indexer(pd.Index(codes))
         measure.query_s[ps.name] = seconds
         measure.ids[ps.name] = ids
     return measure

@@ -260,6 +260,7 @@ def demo(
     from geo_service.boundaries.importer import import_layout
     from geo_service.db.engine import make_engine
     from geo_service.db.migrate import upgrade
+    from geo_service.routing import seed_units
 
     url = _url()
     upgrade(url)
@@ -278,6 +279,10 @@ def demo(
                     publish=True,
                 )
             console.print(f"demo boundaries loaded: {summary.counts}")
+        with engine.begin() as conn:  # units of areas stored before units existed
+            for v in versions.list_versions(conn):
+                if v.id is not None and v.status != "draft":
+                    seed_units(conn, v.id)
     finally:
         engine.dispose()
     settings = Settings()

@@ -153,8 +153,11 @@ def test_same_key_same_body_answers_the_first_response(client: TestClient, keys,
     assert other.status_code == 409 and "different report" in other.json()["message"]
 
 
-def test_twenty_concurrent_retries_store_exactly_one_row(client: TestClient, keys, engine,
+def test_twenty_concurrent_retries_store_exactly_one_row(live_server: str, keys, engine,
                                                           demo_locator) -> None:
+    """20 clients retry one key at once against a real server: one row, one answer."""
+    import httpx
+
     x, y, _ = point_in(demo_locator, 105)
     key = str(uuid.uuid4())
     body = orjson.dumps(report(x, y))
@@ -164,8 +167,9 @@ def test_twenty_concurrent_retries_store_exactly_one_row(client: TestClient, key
     barrier = threading.Barrier(20)
 
     def retry() -> None:
-        barrier.wait()
-        r = client.post("/v1/reports", content=body, headers=h)
+        with httpx.Client(base_url=live_server, timeout=30) as http:
+            barrier.wait()
+            r = http.post("/v1/reports", content=body, headers=h)
         statuses.append(r.status_code)
         ids.append(r.json()["id"])
 
