@@ -24,8 +24,15 @@ T = TypeVar("T")
 RESULTS_DIR = PROJECT_ROOT / "bench-results"
 
 
-def best_of(fn: Callable[[], T], reps: int = 3, budget_s: float = 20.0) -> tuple[float, T]:
-    """Best wall time of up to ``reps`` calls (fewer once ``budget_s`` is spent) and a result."""
+def best_of(
+    fn: Callable[[], T], reps: int = 3, budget_s: float = 20.0, warmup: int = 0
+) -> tuple[float, T]:
+    """Best wall time of up to ``reps`` calls (fewer once ``budget_s`` is spent) and a result.
+
+    ``warmup`` untimed calls run first (first-touch page faults, thread-pool start).
+    """
+    for _ in range(warmup):
+        fn()
     best = float("inf")
     spent = 0.0
     result: T

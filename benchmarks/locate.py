@@ -194,7 +194,7 @@ def bench_ours(ds: Dataset, point_sets: list[PointSet]) -> tuple[Measure, Measur
         for measure, n_threads in ((every, threads), (single, 1)):
             numba.set_num_threads(n_threads)
             try:
-                seconds, res = best_of(partial(loc.locate, ps.xs, ps.ys), REPS)
+                seconds, res = best_of(partial(loc.locate, ps.xs, ps.ys), REPS, warmup=1)
             finally:
                 numba.set_num_threads(threads)
             measure.query_s[ps.name] = seconds
@@ -209,7 +209,7 @@ def bench_strtree(ds: Dataset, point_sets: list[PointSet]) -> Measure:
     measure = Measure(build_s)
     for ps in point_sets:
         query = partial(tree.query, ps.pts, predicate="intersects")
-        seconds, (pi, gi) = best_of(query, REPS)
+        seconds, (pi, gi) = best_of(query, REPS, warmup=1)
         measure.query_s[ps.name] = seconds
         measure.ids[ps.name] = lowest_per_point(pi, gi, len(ps))
     return measure
@@ -433,11 +433,12 @@ def run() -> None:
         "ratio = points/s over the faster geopandas.sjoin variant of the same row group (*); "
         "agreement = share of points whose grid equals PostGIS's (lowest code among grids that "
         "ST_Covers the point, none if none); sjoin/STRtree multiple matches resolved the same way",
-        f"Locator: Locator.from_frame build, locate best of {REPS} (numba, "
+        f"Locator: Locator.from_frame build, locate best of {REPS} after 1 untimed call (numba, "
         f"{numba.get_num_threads()} threads; '1 thread' = numba.set_num_threads(1)); JIT warmed "
         f"up before timing ({jit_s:.2f} s); kernels use cache=True, so the first-ever compile "
         "is cached on disk (__pycache__) and later runs only load it",
-        f"STRtree: build = STRtree(grids); query(points, predicate='intersects') best of {REPS}",
+        f"STRtree: build = STRtree(grids); query(points, predicate='intersects') best of {REPS} "
+        "after 1 untimed call",
         "sjoin: a fresh points GeoDataFrame per repetition (no cached index); intersects: "
         "build = grids.sindex, queried per point; within: sjoin builds an index of the 1 M "
         f"points in every call (included); best of up to {REPS}. Making the shapely points "
@@ -451,7 +452,9 @@ def run() -> None:
         f"machine: {os.cpu_count()} CPUs; during the {in_memory_s:.0f} s of in-memory timings "
         f"other processes used {others_s:.1f} CPU s (steal {steal_s:.1f} s), a sign of noise; "
         "shapely STRtree and geopandas.sjoin run on one core, the Locator on all numba threads "
-        "(its one-thread row is the like-for-like figure), PostGIS with its parallel workers",
+        "(its one-thread row is the like-for-like figure), PostGIS with its parallel workers; the "
+        "Locator's calls take tens of ms and can vary up to 2x between runs on a small shared VM, "
+        "so rerun before concluding on a borderline ratio",
     ]
     console.print()
     table.show(console)

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from geo_service import __version__
 from geo_service.api.locators import LocatorCache
 from geo_service.api.responses import JSONBytes
-from geo_service.api.routes import boundaries, health, locate, reports
+from geo_service.api.routes import analytics, boundaries, health, locate, open311, reports, workflow
 from geo_service.api.routing_cache import RoutingCache
 from geo_service.auth import KeyStore
 from geo_service.db.engine import make_engine, resolve_database_url
@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(locate.router)
     app.include_router(boundaries.router)
     app.include_router(reports.router)
+    app.include_router(open311.router)
+    app.include_router(workflow.router)
+    app.include_router(analytics.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, Any]:

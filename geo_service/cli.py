@@ -18,9 +18,11 @@ app = typer.Typer(no_args_is_help=True, help="Grid-governance spatial core.")
 boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: import, publish.")
 db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys and roles.")
+reports_app = typer.Typer(no_args_is_help=True, help="Reports and their closed loop.")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(reports_app, name="reports")
 console = Console()
 
 DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
@@ -200,6 +202,22 @@ def keys_create(
         engine.dispose()
     console.print(f"{role} key created" + (f" for {scope}" if scope else "") + ":")
     print(key)
+
+
+@reports_app.command("escalate-overdue")
+def reports_escalate_overdue() -> None:
+    """Escalate every open overdue case one level (once per SLA period); run it from cron."""
+    from geo_service.db.engine import make_engine
+    from geo_service.reports.workflow import escalate_overdue
+    from geo_service.routing import RoutingTable
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            n = escalate_overdue(conn, dt.datetime.now(dt.UTC), RoutingTable.load(conn))
+    finally:
+        engine.dispose()
+    console.print(f"{n} overdue case(s) escalated")
 
 
 @db_app.command("url")

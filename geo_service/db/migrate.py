@@ -48,3 +48,12 @@ def current_revision(url: str) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest revision the migration scripts define (what ``upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    assert head is not None, "no migration scripts"
+    return head

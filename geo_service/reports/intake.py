@@ -13,30 +13,22 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 from sqlalchemy import Connection, text
 
+from geo_service.analytics.heat import record_heat
 from geo_service.auth import Principal
 from geo_service.coords import normalize_crs, to_wgs84
 from geo_service.errors import GeoServiceError
 from geo_service.locator import Locator
+from geo_service.reports import placement
+from geo_service.reports.queries import OPEN_STATUSES
 from geo_service.reports.schemas import ReportIn
-from geo_service.reports.taxonomy import CATEGORY_BY_CODE, next_level
+from geo_service.reports.taxonomy import CATEGORY_BY_CODE
 from geo_service.routing import RoutingTable
 
 DUPLICATE_DISTANCE_M = 50.0
 DUPLICATE_WINDOW_H = 72.0
-OPEN_STATUSES = (
-    "discovered",
-    "accepted",
-    "dispatched",
-    "handling",
-    "handled",
-    "verified",
-    "fed_back",
-)
-_LEVEL_COLUMNS = ("district", "town", "community")
 
 
 @dataclass
@@ -88,36 +80,25 @@ def _convert(rows: list[_Row], outcomes: list[Outcome | None]) -> list[_Row]:
 def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable) -> None:
     if not rows:
         return
-    lon = np.array([r.values["lon"] for r in rows])
-    lat = np.array([r.values["lat"] for r in rows])
-    found = locator.locate(lon, lat).grid_index
-    grids = locator.grids
-    chains = {
-        lvl: grids[f"{lvl}_code"].to_numpy() if f"{lvl}_code" in grids else None
-        for lvl in _LEVEL_COLUMNS
-    }
-    codes, names = grids["code"].to_numpy(), grids["name"].to_numpy()
-    for r, g in zip(rows, found, strict=True):
-        cat = CATEGORY_BY_CODE[r.item.category]
-        level = (next_level(cat.level) or cat.level) if r.item.hard else cat.level
-        chain: dict[str, str] | None = None
-        if g >= 0:
-            chain = {"grid": str(codes[g])}
-            for lvl, col in chains.items():
-                if col is not None and isinstance(col[g], str):
-                    chain[lvl] = col[g]
-        route = routing.route(r.item.category, level, chain)
+    placed = placement.locate(
+        locator, routing, [r.values["lon"] for r in rows], [r.values["lat"] for r in rows]
+    )
+    categories = [r.item.category for r in rows]
+    levels = placement.base_levels(categories, [r.item.hard for r in rows])
+    units, routed_by = placement.route(placed, routing, categories, levels)
+    for i, r in enumerate(rows):
+        sla = dt.timedelta(hours=CATEGORY_BY_CODE[r.item.category].sla_hours)
         r.values.update(
-            in_coverage=chain is not None,
-            grid_code=chain.get("grid") if chain else None,
-            grid_name=str(names[g]) if g >= 0 else None,
-            community_code=chain.get("community") if chain else None,
-            town_code=chain.get("town") if chain else None,
-            district_code=chain.get("district") if chain else routing.default_district,
-            handling_level=level,
-            unit_id=route.unit_id,
-            routed_by=route.routed_by,
-            due_at=r.item.reported_at + dt.timedelta(hours=cat.sla_hours),
+            in_coverage=bool(placed.in_coverage[i]),
+            grid_code=placed.grid_code[i],
+            grid_name=placed.grid_name[i],
+            community_code=placed.community_code[i],
+            town_code=placed.town_code[i],
+            district_code=placed.district_code[i],
+            handling_level=levels[i],
+            unit_id=units[i],
+            routed_by=routed_by[i],
+            due_at=r.item.reported_at + sla,
         )
 
 
@@ -248,6 +229,7 @@ def ingest(
     stored = [
         (r, rid, resp) for r, rid, resp in zip(rows, ids, responses, strict=True) if rid in inserted
     ]
+    record_heat(conn, [rid for _, rid, _ in stored])  # H3 cell → heat roll-up (analytics)
     _store_contacts_and_events(conn, stored, principal)
     if stored:
         dups = conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 from geoalchemy2.functions import ST_X, ST_Y, ST_MakeEnvelope
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Connection,
     DateTime,
@@ -39,7 +40,7 @@ MAX_LIMIT = 1000
 
 reports = table(
     "reports",
-    column("id", Integer),
+    column("id", BigInteger),
     column("channel", String),
     column("category", String),
     column("description", String),
@@ -66,7 +67,7 @@ reports = table(
     column("supervised", Boolean),
     column("hard", Boolean),
     column("rating", Integer),
-    column("duplicate_of", Integer),
+    column("duplicate_of", BigInteger),
     column("filed_by_key_id", Integer),
 )
 units = table(
@@ -77,7 +78,10 @@ units = table(
     column("unit_type", String),
 )
 contacts = table(
-    "report_contacts", column("report_id", Integer), column("name", String), column("phone", String)
+    "report_contacts",
+    column("report_id", BigInteger),
+    column("name", String),
+    column("phone", String),
 )
 
 

@@ -1,0 +1,232 @@
+"""``/v1/analytics``: heat, hot spots, emerging hot spots and case-stage statistics as GeoJSON.
+
+Every layer takes the same filters (``from``, ``to``, ``category``, ``channel``, ``status`` as
+comma lists, ``area``, ``bbox``). Anyone may read them; without a key a layer drops the cells
+(or blanks the areas) counted from 1 to k − 1 reports, k = 5 by default; an operator, planner
+or admin key may lower k, down to 0. No layer carries personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import geopandas as gpd
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import Connection, Engine
+
+from geo_service.analytics import emerging as emerging_mod
+from geo_service.analytics import heat, hotspots, stages
+from geo_service.analytics.filters import AnalysisFilter, make_filter
+from geo_service.analytics.geojson import feature_collection
+from geo_service.analytics.privacy import DEFAULT_K, STAFF_ROLES, suppress
+from geo_service.api.deps import EngineDep
+from geo_service.api.responses import JSONBytes
+from geo_service.auth import KeyStore, Principal
+from geo_service.errors import Forbidden, InvalidInput, Unauthorized
+
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+
+Level = Literal["grid", "community", "town", "district"]
+
+
+class GeoJSONResponse(JSONBytes):
+    """A GeoJSON body (RFC 7946 media type)."""
+
+    media_type = "application/geo+json"
+
+
+def optional_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    """The caller when a key is given (401 for a bad one), None for the public."""
+    if not authorization:
+        return None
+    keys: KeyStore = request.app.state.keys
+    return keys.authenticate(authorization)
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def threshold(k: int | None, principal: Principal | None) -> int:
+    """The suppression threshold: default 5; lower only for staff keys."""
+    if k is None:
+        return DEFAULT_K
+    if k < 0:
+        raise InvalidInput("k must not be negative")
+    if k < DEFAULT_K:
+        if principal is None:
+            raise Unauthorized(f"k below {DEFAULT_K} needs an operator, planner or admin key")
+        if principal.role not in STAFF_ROLES:
+            raise Forbidden(
+                f"role {principal.role!r} may not lower k below {DEFAULT_K} "
+                "(needs operator, planner or admin)"
+            )
+    return k
+
+
+def common_filter(
+    since: Annotated[
+        dt.datetime | None, Query(alias="from", description="ISO time; no zone = Beijing")
+    ] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to", description="exclusive")] = None,
+    category: Annotated[str | None, Query(description="comma-separated categories")] = None,
+    channel: Annotated[str | None, Query(description="comma-separated channels")] = None,
+    status: Annotated[
+        str | None, Query(description="comma-separated statuses, or open / closed")
+    ] = None,
+    area: Annotated[str | None, Query(description="area code of any level")] = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+) -> AnalysisFilter:
+    """The filter every layer shares, validated (4xx naming a bad value)."""
+    return make_filter(since, until, category, channel, status, area, bbox)
+
+
+FilterDep = Annotated[AnalysisFilter, Depends(common_filter)]
+
+
+async def _run(
+    engine: Engine,
+    compute: Callable[[Connection], gpd.GeoDataFrame],
+    shape: Callable[[gpd.GeoDataFrame], dict[str, Any]],
+) -> GeoJSONResponse:
+    """Fill missing report cells, compute in a worker thread, answer GeoJSON."""
+
+    def work() -> dict[str, Any]:
+        with engine.begin() as conn:
+            heat.backfill_h3(conn)
+        with engine.connect() as conn:
+            return shape(compute(conn))
+
+    return GeoJSONResponse(await asyncio.to_thread(work))
+
+
+def _shape(k: int, level: str | None) -> Callable[[gpd.GeoDataFrame], dict[str, Any]]:
+    """Suppress, then GeoJSON: cells are dropped, areas keep their shape with blank figures."""
+    if level is None:
+        return lambda frame: feature_collection(suppress(frame, k, drop=True), "cell")
+    return lambda frame: feature_collection(suppress(frame, k, drop=False), "code")
+
+
+@router.get("/heat", response_class=GeoJSONResponse)
+async def heat_layer(
+    engine: EngineDep,
+    principal: MaybePrincipal,
+    f: FilterDep,
+    res: Annotated[int | None, Query(ge=6, le=11, description="H3 resolution")] = None,
+    zoom: Annotated[float | None, Query(ge=0, le=24, description="map zoom → resolution")] = None,
+    level: Annotated[Level | None, Query(description="per area instead of H3")] = None,
+    per_household: bool = False,
+    k: Annotated[int | None, Query(description="suppress features of 1..k-1 reports")] = None,
+) -> GeoJSONResponse:
+    """Reports per H3 cell (resolution ``res``, or from ``zoom``: ≤8→6, 9-10→7, 11-12→8,
+    13→9, 14→10, ≥15→11) or per area of ``level`` (every area, with ``per_household``)."""
+    kk = threshold(k, principal)
+    return await _run(
+        engine,
+        lambda conn: heat.heat(
+            conn, f, res=res, zoom=zoom, level=level, per_household=per_household
+        ),
+        _shape(kk, level),
+    )
+
+
+@router.get("/hotspots", response_class=GeoJSONResponse)
+async def hotspots_layer(
+    engine: EngineDep,
+    principal: MaybePrincipal,
+    f: FilterDep,
+    res: Annotated[int | None, Query(ge=6, le=10)] = None,
+    zoom: Annotated[float | None, Query(ge=0, le=24)] = None,
+    level: Annotated[Level | None, Query(description="official areas instead of H3")] = None,
+    contiguity: Literal["queen", "rook"] = "queen",
+    band_m: Annotated[float | None, Query(gt=0, description="fixed band; default auto")] = None,
+    per_household: bool = False,
+    method: Literal["analytic", "permutation"] = "analytic",
+    permutations: Annotated[int, Query(ge=1, le=hotspots.MAX_PERMUTATIONS)] = 999,
+    seed: int | None = None,
+    fdr: bool = True,
+    k: int | None = None,
+) -> GeoJSONResponse:
+    """Getis-Ord Gi* hot and cold spots (Optimized Hot Spot Analysis): z, p, FDR-adjusted q,
+    Gi_Bin and class (hot_99 … cold_99) per H3 cell (distance band, automatic unless
+    ``band_m``) or per area of ``level`` (contiguity). 422 under 30 features."""
+    kk = threshold(k, principal)
+    return await _run(
+        engine,
+        lambda conn: hotspots.hotspots(
+            conn,
+            f,
+            res=res,
+            zoom=zoom,
+            level=level,
+            rule=contiguity,
+            band_m=band_m,
+            per_household=per_household,
+            method=method,
+            permutations=permutations,
+            seed=seed,
+            fdr=fdr,
+        ),
+        _shape(kk, level),
+    )
+
+
+@router.get("/emerging-hotspots", response_class=GeoJSONResponse)
+async def emerging_layer(
+    engine: EngineDep,
+    principal: MaybePrincipal,
+    f: FilterDep,
+    slice_unit: Annotated[Literal["day", "week", "month"], Query(alias="slice")] = "week",
+    res: Annotated[int | None, Query(ge=6, le=9)] = None,
+    level: Annotated[Level | None, Query()] = None,
+    contiguity: Literal["queen", "rook"] = "queen",
+    band_m: Annotated[float | None, Query(gt=0)] = None,
+    time_steps: Annotated[int, Query(ge=0, le=12, description="previous slices seen")] = 1,
+    alpha: Annotated[float, Query(gt=0, lt=1, description="bin significance")] = 0.05,
+    trend_alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+    fdr: bool = True,
+    k: int | None = None,
+) -> GeoJSONResponse:
+    """Emerging hot spot categories (new, consecutive, intensifying, persistent, diminishing,
+    sporadic, oscillating, historical; hot and cold) over whole day/week/month slices, with
+    the Mann-Kendall trend of each location's Gi* z-scores and its Gi_Bin per slice."""
+    kk = threshold(k, principal)
+    return await _run(
+        engine,
+        lambda conn: emerging_mod.emerging_hotspots(
+            conn,
+            f,
+            slice_unit,
+            res=res,
+            level=level,
+            rule=contiguity,
+            band_m=band_m,
+            time_steps=time_steps,
+            alpha=alpha,
+            fdr=fdr,
+            trend_alpha=trend_alpha,
+        ),
+        _shape(kk, level),
+    )
+
+
+@router.get("/grid-stats", response_class=GeoJSONResponse)
+async def grid_stats_layer(
+    engine: EngineDep,
+    principal: MaybePrincipal,
+    f: FilterDep,
+    level: Level = "grid",
+    k: int | None = None,
+) -> GeoJSONResponse:
+    """Per area: reports, open, overdue, supervised (and supervised open) cases, and the
+    median seconds before each loop step (``median_<action>_s``, ``steps_<action>``)."""
+    kk = threshold(k, principal)
+    return await _run(
+        engine,
+        lambda conn: stages.case_stages(conn, f, level),
+        lambda fr: feature_collection(suppress(fr, kk, count="reports", drop=False), "code"),
+    )
