@@ -75,8 +75,8 @@ def _as_arrays(lons: npt.ArrayLike, lats: npt.ArrayLike) -> tuple[FloatArray, Fl
 
 def check_lonlat(lons: FloatArray, lats: FloatArray) -> None:
     """Raise :class:`InvalidCoordinates` naming the first point that is not a finite lon/lat."""
-    bad = ~(np.isfinite(lons) & np.isfinite(lats))
-    bad |= (np.abs(lons) > 180.0) | (np.abs(lats) > 90.0)
+    # one comparison per axis: NaN and ±inf fail ``<=`` as well as out-of-range values do
+    bad = ~((np.abs(lons) <= 180.0) & (np.abs(lats) <= 90.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InvalidCoordinates(
@@ -153,5 +153,7 @@ def to_wgs84(
             x, y = gcj02_to_wgs84(x, y)
         elif name == "bd09":
             x, y = bd09_to_wgs84(x, y)
+        else:
+            return x, y  # WGS84/CGCS2000: already checked, stored as given
     check_lonlat(x, y)
     return x, y
