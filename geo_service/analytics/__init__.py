@@ -9,10 +9,10 @@ analysis; :func:`suppress` and :func:`feature_collection` turn it into a public 
 ``hotspots.hotspots``       Gi* on H3 cells (distance band) or areas (queen/rook)
 ``emerging_hotspots``       Esri's emerging hot spot categories over day/week/month slices
 ``case_stages``             open / overdue / supervised cases, median time per loop step
-``record_heat``             intake hook: fill new reports' H3 cells (roll-up follows)
+``backfill_h3``             fill H3 cells of reports another writer stored (roll-up follows)
 ==========================  ==============================================================
 
-Names are imported on first use, so the intake hook does not pull in scipy.
+Names are imported on first use, so importing one layer does not pull in scipy.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ _EXPORTS = {
     "heat_areas": "heat",
     "cell_counts": "heat",
     "area_counts": "heat",
-    "record_heat": "heat",
     "backfill_h3": "heat",
     "rebuild_heat_rollup": "heat",
     "hotspots_h3": "hotspots",
@@ -66,7 +65,6 @@ __all__ = [
     "make_filter",
     "mann_kendall",
     "rebuild_heat_rollup",
-    "record_heat",
     "res_for_zoom",
     "suppress",
 ]
@@ -88,7 +86,6 @@ if TYPE_CHECKING:
         heat_areas,
         heat_cells,
         rebuild_heat_rollup,
-        record_heat,
     )
     from geo_service.analytics.hotspots import (
         analyse,

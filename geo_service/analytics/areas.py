@@ -15,7 +15,7 @@ from typing import Final
 import geopandas as gpd
 import numpy as np
 import shapely
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from geo_service.analytics.filters import level_length
 from geo_service.boundaries.codes import level_of
@@ -25,8 +25,9 @@ from geo_service.locator.locator import VersionInfo
 
 PUBLIC_COLUMNS: Final = ("code", "name", "level", "parent_code", "households", "population")
 _CACHE_SIZE: Final = 8
-_cache: OrderedDict[tuple[int | None, str], gpd.GeoDataFrame] = OrderedDict()
-_coverage: OrderedDict[int | None, shapely.Geometry] = OrderedDict()
+# keyed by database too: one process may serve (or test) several databases whose ids collide
+_cache: OrderedDict[tuple[str, int | None, str], gpd.GeoDataFrame] = OrderedDict()
+_coverage: OrderedDict[tuple[str, int | None], shapely.Geometry] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -36,6 +37,16 @@ def _remember(store: OrderedDict, key: object, value: object) -> None:
         store.move_to_end(key)
         while len(store) > _CACHE_SIZE:
             store.popitem(last=False)
+
+
+def _database(conn: Connection, version_id: int | None) -> str:
+    """Which database ``conn`` talks to and which area rows the version holds: a draft rolled
+    back and edited keeps its id but not its areas, and ids collide across databases."""
+    rows = conn.execute(
+        text("SELECT count(*), coalesce(sum(area_id), 0) FROM version_areas WHERE version_id = :v"),
+        {"v": version_id},
+    ).one()
+    return f"{conn.engine.url.render_as_string(hide_password=True)}#{rows[0]}:{rows[1]}"
 
 
 def version(conn: Connection, as_of: dt.date | None = None) -> VersionInfo:
@@ -51,7 +62,7 @@ def areas(conn: Connection, level: str, as_of: dt.date | None = None) -> gpd.Geo
     """
     level_length(level)
     info = version(conn, as_of)
-    key = (info.id, level)
+    key = (_database(conn, info.id), info.id, level)
     with _lock:
         hit = _cache.get(key)
     if hit is not None:
@@ -84,11 +95,11 @@ def coverage(
         return hit.iloc[0]
     info = version(conn, as_of)
     with _lock:
-        geom = _coverage.get(info.id)
+        geom = _coverage.get((_database(conn, info.id), info.id))
     if geom is None:
         grids = areas(conn, "grid", as_of)
         geom = shapely.union_all(np.asarray(grids.geometry.values), grid_size=None)
-        _remember(_coverage, info.id, geom)
+        _remember(_coverage, (_database(conn, info.id), info.id), geom)
     return geom
 
 

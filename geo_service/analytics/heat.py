@@ -1,9 +1,10 @@
 """Heat: report counts per H3 cell (resolution 6-11) and per area, without rescanning reports.
 
-How it stays fresh: intake stores each report's resolution-11 cell (:func:`record_heat`, one
-call in ``ingest``); triggers on ``reports`` (migration 0004) then keep ``heat_rollup`` — counts
-per (Beijing day, res-9 cell, grid, category, channel, status) — equal to a direct count in the
-same transaction as every insert, status move, re-categorisation, re-location or delete. So
+How it stays fresh: intake and history import write each report's resolution-11 cell in the
+INSERT (``h3sql.cells_of_points``; :func:`backfill_h3` fills any other writer's); triggers
+on ``reports`` (migration 0004) then keep ``heat_rollup`` — counts per (Beijing day, res-9
+cell, grid, category, channel, status) — equal to a direct count in the same transaction as
+every insert, status move, re-categorisation, re-location or delete. So
 the workflow needs no hook of its own.
 
 How a request is answered: whole days of the window come from the roll-up (resolutions ≤ 9 by
@@ -54,21 +55,6 @@ def _fill_cells(conn: Connection, rows: Sequence[Any]) -> int:
     cells = h3sql.cells_of_points([r.lon for r in rows], [r.lat for r in rows])
     result = conn.execute(_SET_CELLS, {"ids": [r.id for r in rows], "cells": cells.tolist()})
     return int(result.rowcount)
-
-
-def record_heat(conn: Connection, report_ids: Sequence[int]) -> int:
-    """Give just-stored reports their H3 cell, in the caller's transaction; the roll-up
-    trigger then counts them. Call right after inserting reports; returns how many."""
-    if not report_ids:
-        return 0
-    rows = conn.execute(
-        text(
-            "SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM reports "
-            "WHERE id = ANY(CAST(:ids AS bigint[])) AND h3_11 IS NULL"
-        ),
-        {"ids": list(report_ids)},
-    ).all()
-    return _fill_cells(conn, rows)
 
 
 def backfill_h3(conn: Connection, batch: int = 50_000) -> int:

@@ -1,9 +1,12 @@
 """``/v1/analytics``: heat, hot spots, emerging hot spots and case-stage statistics as GeoJSON.
 
 Every layer takes the same filters (``from``, ``to``, ``category``, ``channel``, ``status`` as
-comma lists, ``area``, ``bbox``). Anyone may read them; without a key a layer drops the cells
-(or blanks the areas) counted from 1 to k − 1 reports, k = 5 by default; an operator, planner
-or admin key may lower k, down to 0. No layer carries personal data.
+comma lists, ``area``, ``bbox``). Anyone may read them. Every layer drops the cells (or blanks
+the areas) counted from 1 to k − 1 reports, k the setting ``analytics.k_min``
+(``GEO_ANALYTICS_K_MIN``, default 5), for every caller unless asked otherwise: anyone may ask
+for a larger ``k``; only operator, planner and admin keys (accountable staff who work with exact
+per-grid counts) may ask for less, down to 0 (nothing suppressed). Public, reporter and grid
+worker callers asking for less get 401/403. No layer carries personal data, whatever the k.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from geo_service.analytics import emerging as emerging_mod
 from geo_service.analytics import heat, hotspots, stages
 from geo_service.analytics.filters import AnalysisFilter, make_filter
 from geo_service.analytics.geojson import feature_collection
-from geo_service.analytics.privacy import DEFAULT_K, STAFF_ROLES, suppress
-from geo_service.api.deps import EngineDep
+from geo_service.analytics.privacy import STAFF_ROLES, suppress
+from geo_service.api.deps import EngineDep, SettingsDep
 from geo_service.api.responses import JSONBytes
 from geo_service.auth import KeyStore, Principal
 from geo_service.errors import Forbidden, InvalidInput, Unauthorized
@@ -51,21 +54,37 @@ def optional_principal(
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def threshold(k: int | None, principal: Principal | None) -> int:
-    """The suppression threshold: default 5; lower only for staff keys."""
+def threshold(k: int | None, principal: Principal | None, k_min: int) -> int:
+    """The suppression threshold: ``k_min`` unless asked; below it only for staff keys."""
     if k is None:
-        return DEFAULT_K
+        return k_min
     if k < 0:
         raise InvalidInput("k must not be negative")
-    if k < DEFAULT_K:
+    if k < k_min:
         if principal is None:
-            raise Unauthorized(f"k below {DEFAULT_K} needs an operator, planner or admin key")
+            raise Unauthorized(f"k below {k_min} needs an operator, planner or admin key")
         if principal.role not in STAFF_ROLES:
             raise Forbidden(
-                f"role {principal.role!r} may not lower k below {DEFAULT_K} "
+                f"role {principal.role!r} may not lower k below {k_min} "
                 "(needs operator, planner or admin)"
             )
     return k
+
+
+def suppression_k(
+    settings: SettingsDep,
+    principal: MaybePrincipal,
+    k: Annotated[
+        int | None,
+        Query(ge=0, description="suppress features of 1..k-1 reports; default the configured "
+              "minimum, below it only for operator, planner and admin keys"),
+    ] = None,
+) -> int:
+    """The k this request's layer is suppressed with (401/403 when the caller may not ask)."""
+    return threshold(k, principal, settings.analytics.k_min)
+
+
+KDep = Annotated[int, Depends(suppression_k)]
 
 
 def common_filter(
@@ -114,17 +133,15 @@ def _shape(k: int, level: str | None) -> Callable[[gpd.GeoDataFrame], dict[str, 
 @router.get("/heat", response_class=GeoJSONResponse)
 async def heat_layer(
     engine: EngineDep,
-    principal: MaybePrincipal,
+    kk: KDep,
     f: FilterDep,
     res: Annotated[int | None, Query(ge=6, le=11, description="H3 resolution")] = None,
     zoom: Annotated[float | None, Query(ge=0, le=24, description="map zoom → resolution")] = None,
     level: Annotated[Level | None, Query(description="per area instead of H3")] = None,
     per_household: bool = False,
-    k: Annotated[int | None, Query(description="suppress features of 1..k-1 reports")] = None,
 ) -> GeoJSONResponse:
     """Reports per H3 cell (resolution ``res``, or from ``zoom``: ≤8→6, 9-10→7, 11-12→8,
     13→9, 14→10, ≥15→11) or per area of ``level`` (every area, with ``per_household``)."""
-    kk = threshold(k, principal)
     return await _run(
         engine,
         lambda conn: heat.heat(
@@ -137,7 +154,7 @@ async def heat_layer(
 @router.get("/hotspots", response_class=GeoJSONResponse)
 async def hotspots_layer(
     engine: EngineDep,
-    principal: MaybePrincipal,
+    kk: KDep,
     f: FilterDep,
     res: Annotated[int | None, Query(ge=6, le=10)] = None,
     zoom: Annotated[float | None, Query(ge=0, le=24)] = None,
@@ -149,12 +166,10 @@ async def hotspots_layer(
     permutations: Annotated[int, Query(ge=1, le=hotspots.MAX_PERMUTATIONS)] = 999,
     seed: int | None = None,
     fdr: bool = True,
-    k: int | None = None,
 ) -> GeoJSONResponse:
     """Getis-Ord Gi* hot and cold spots (Optimized Hot Spot Analysis): z, p, FDR-adjusted q,
     Gi_Bin and class (hot_99 … cold_99) per H3 cell (distance band, automatic unless
     ``band_m``) or per area of ``level`` (contiguity). 422 under 30 features."""
-    kk = threshold(k, principal)
     return await _run(
         engine,
         lambda conn: hotspots.hotspots(
@@ -178,7 +193,7 @@ async def hotspots_layer(
 @router.get("/emerging-hotspots", response_class=GeoJSONResponse)
 async def emerging_layer(
     engine: EngineDep,
-    principal: MaybePrincipal,
+    kk: KDep,
     f: FilterDep,
     slice_unit: Annotated[Literal["day", "week", "month"], Query(alias="slice")] = "week",
     res: Annotated[int | None, Query(ge=6, le=9)] = None,
@@ -189,12 +204,10 @@ async def emerging_layer(
     alpha: Annotated[float, Query(gt=0, lt=1, description="bin significance")] = 0.05,
     trend_alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
     fdr: bool = True,
-    k: int | None = None,
 ) -> GeoJSONResponse:
     """Emerging hot spot categories (new, consecutive, intensifying, persistent, diminishing,
     sporadic, oscillating, historical; hot and cold) over whole day/week/month slices, with
     the Mann-Kendall trend of each location's Gi* z-scores and its Gi_Bin per slice."""
-    kk = threshold(k, principal)
     return await _run(
         engine,
         lambda conn: emerging_mod.emerging_hotspots(
@@ -217,14 +230,12 @@ async def emerging_layer(
 @router.get("/grid-stats", response_class=GeoJSONResponse)
 async def grid_stats_layer(
     engine: EngineDep,
-    principal: MaybePrincipal,
+    kk: KDep,
     f: FilterDep,
     level: Level = "grid",
-    k: int | None = None,
 ) -> GeoJSONResponse:
     """Per area: reports, open, overdue, supervised (and supervised open) cases, and the
     median seconds before each loop step (``median_<action>_s``, ``steps_<action>``)."""
-    kk = threshold(k, principal)
     return await _run(
         engine,
         lambda conn: stages.case_stages(conn, f, level),

@@ -1,0 +1,28 @@
+"""The responsible unit of each area, for hover details: the standing unit the territory
+answers to (a grid's work team, a community's committee, a town's or district's command
+centre), taken from the service's in-memory routing table (no query per page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from geo_service.routing import RoutingTable
+
+RESPONSIBLE_TYPE: Final = {
+    "grid": "grid_team",
+    "community": "community_committee",
+    "town": "town_centre",
+    "district": "district_centre",
+}
+
+
+def responsible_units(table: RoutingTable, level: str, codes: Iterable[str]) -> list[str]:
+    """``"name (unit code)"`` of each area's standing unit; empty where it has none."""
+    unit_type = RESPONSIBLE_TYPE[level]
+    out = []
+    for code in codes:
+        unit = table.units.get((unit_type, code))
+        info = table.unit_info.get(unit) if unit is not None else None
+        out.append(f"{info['name']} ({info['code']})" if info else "")
+    return out
