@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from geo_service.analytics.heat import record_heat
+from geo_service.analytics.h3sql import cells_of_points
 from geo_service.auth import Principal
 from geo_service.coords import normalize_crs, to_wgs84
 from geo_service.errors import GeoServiceError
 from geo_service.locator import Locator
-from geo_service.reports import placement
+from geo_service.reports import intake_store, placement
 from geo_service.reports.queries import OPEN_STATUSES
 from geo_service.reports.schemas import ReportIn
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE
@@ -56,25 +56,43 @@ def request_hash(item: ReportIn) -> str:
 
 
 def _convert(rows: list[_Row], outcomes: list[Outcome | None]) -> list[_Row]:
-    """WGS84 lon/lat per row; rows whose coordinates or CRS are bad are refused, not raised."""
-    ok: list[_Row] = []
+    """WGS84 lon/lat per row; rows whose coordinates or CRS are bad are refused, not raised.
+
+    Rows are converted a CRS at a time; only a group that fails is retried row by row, to
+    tell the bad rows from the good.
+    """
     by_crs: dict[str, list[_Row]] = {}
     for r in rows:
         try:
             crs = normalize_crs(r.item.location.crs)
-            to_wgs84([r.item.location.lon], [r.item.location.lat], crs)
         except GeoServiceError as exc:
             outcomes[r.index] = Outcome("refused", reason=exc.message)
             continue
         by_crs.setdefault(crs, []).append(r)
+    ok: list[_Row] = []
     for crs, group in by_crs.items():
-        lon, lat = to_wgs84(
-            [r.item.location.lon for r in group], [r.item.location.lat for r in group], crs
-        )
-        for r, x, y in zip(group, lon, lat, strict=True):
-            r.values.update(lon=float(x), lat=float(y), crs_original=crs)
-            ok.append(r)
+        try:
+            _to_wgs84(group, crs)
+            ok.extend(group)
+            continue
+        except GeoServiceError:
+            pass
+        for r in group:
+            try:
+                _to_wgs84([r], crs)
+                ok.append(r)
+            except GeoServiceError as exc:
+                outcomes[r.index] = Outcome("refused", reason=exc.message)
+    ok.sort(key=lambda r: r.index)
     return ok
+
+
+def _to_wgs84(group: list[_Row], crs: str) -> None:
+    lon, lat = to_wgs84(
+        [r.item.location.lon for r in group], [r.item.location.lat for r in group], crs
+    )
+    for r, x, y in zip(group, lon.tolist(), lat.tolist(), strict=True):
+        r.values.update(lon=x, lat=y, crs_original=crs)
 
 
 def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable) -> None:
@@ -86,19 +104,33 @@ def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable)
     categories = [r.item.category for r in rows]
     levels = placement.base_levels(categories, [r.item.hard for r in rows])
     units, routed_by = placement.route(placed, routing, categories, levels)
-    for i, r in enumerate(rows):
-        sla = dt.timedelta(hours=CATEGORY_BY_CODE[r.item.category].sla_hours)
+    sla = {c: dt.timedelta(hours=CATEGORY_BY_CODE[c].sla_hours) for c in set(categories)}
+    columns = zip(
+        placed.in_coverage.tolist(),
+        placed.grid_code.tolist(),
+        placed.grid_name.tolist(),
+        placed.community_code.tolist(),
+        placed.town_code.tolist(),
+        placed.district_code.tolist(),
+        levels.tolist(),
+        units.tolist(),
+        routed_by.tolist(),
+        strict=True,
+    )
+    for r, (inside, grid, name, community, town, district, level, unit, routed) in zip(
+        rows, columns, strict=True
+    ):
         r.values.update(
-            in_coverage=bool(placed.in_coverage[i]),
-            grid_code=placed.grid_code[i],
-            grid_name=placed.grid_name[i],
-            community_code=placed.community_code[i],
-            town_code=placed.town_code[i],
-            district_code=placed.district_code[i],
-            handling_level=levels[i],
-            unit_id=units[i],
-            routed_by=routed_by[i],
-            due_at=r.item.reported_at + sla,
+            in_coverage=inside,
+            grid_code=grid,
+            grid_name=name,
+            community_code=community,
+            town_code=town,
+            district_code=district,
+            handling_level=level,
+            unit_id=unit,
+            routed_by=routed,
+            due_at=r.item.reported_at + sla[r.item.category],
         )
 
 
@@ -126,46 +158,12 @@ def _response(r: _Row, report_id: int, locator: Locator, routing: RoutingTable) 
     }
 
 
-_INSERT = text("""
-INSERT INTO reports (id, idempotency_key, request_hash, channel, category, description, photos,
-    reported_at, lon_original, lat_original, crs_original, geom, in_coverage, grid_code,
-    community_code, town_code, district_code, boundary_version_id, handling_level, unit_id,
-    routed_by, status, status_at, due_at, hard, filed_by_key_id, response)
-SELECT u.id, u.key, u.hash, u.channel, u.category, u.description, CAST(u.photos AS jsonb),
-    u.reported_at, u.lon0, u.lat0, u.crs, ST_Point(u.lon, u.lat, 4326), u.in_cov, u.grid,
-    u.community, u.town, u.district, CAST(:version AS integer), u.level, u.unit, u.routed_by,
-    'discovered', u.reported_at, u.due_at, u.hard, CAST(:key_id AS integer),
-    CAST(u.response AS jsonb)
-FROM unnest(CAST(:id AS bigint[]), CAST(:key AS text[]), CAST(:hash AS text[]),
-    CAST(:channel AS text[]), CAST(:category AS text[]), CAST(:description AS text[]),
-    CAST(:photos AS text[]), CAST(:reported_at AS timestamptz[]), CAST(:lon0 AS float8[]),
-    CAST(:lat0 AS float8[]), CAST(:crs AS text[]), CAST(:lon AS float8[]),
-    CAST(:lat AS float8[]), CAST(:in_cov AS boolean[]), CAST(:grid AS text[]),
-    CAST(:community AS text[]), CAST(:town AS text[]), CAST(:district AS text[]),
-    CAST(:level AS text[]), CAST(:unit AS integer[]), CAST(:routed_by AS text[]),
-    CAST(:due_at AS timestamptz[]), CAST(:hard AS boolean[]), CAST(:response AS text[]))
-    AS u(id, key, hash, channel, category, description, photos, reported_at, lon0, lat0, crs,
-         lon, lat, in_cov, grid, community, town, district, level, unit, routed_by, due_at,
-         hard, response)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id
-""")
-
-_SUGGEST_DUPLICATES = text("""
-UPDATE reports r SET duplicate_of = (
-    SELECT o.id FROM reports o
-    WHERE o.category = r.category AND o.id <> r.id AND o.duplicate_of IS NULL
-      AND o.status = ANY(:open)
-      AND o.reported_at BETWEEN r.reported_at - make_interval(secs => CAST(:hours AS float8) * 3600)
-                            AND r.reported_at
-      AND (o.reported_at < r.reported_at OR o.id < r.id)
-      AND o.geom && ST_Expand(r.geom, :deg)
-      AND ST_DWithin(o.geom::geography, r.geom::geography, :metres)
-    ORDER BY ST_Distance(o.geom::geography, r.geom::geography), o.id
-    LIMIT 1)
-WHERE r.id = ANY(:ids)
-RETURNING r.id, r.duplicate_of
-""")
+def _nul_field(item: ReportIn) -> str | None:
+    """The text field holding a NUL character (PostgreSQL text cannot store one), if any."""
+    fields = {"description": item.description, "external_id": item.external_id}
+    if item.reporter is not None:
+        fields["reporter.name"] = item.reporter.name
+    return next((k for k, v in fields.items() if v is not None and "\x00" in v), None)
 
 
 def ingest(
@@ -181,80 +179,37 @@ def ingest(
 ) -> list[Outcome]:
     """Store ``items`` (already schema-valid) in the caller's transaction; one outcome each."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    rows = [
-        _Row(i, item, key, request_hash(item))
-        for i, (item, key) in enumerate(zip(items, keys, strict=True))
-    ]
+    rows = []
+    for i, (item, key) in enumerate(zip(items, keys, strict=True)):
+        bad = _nul_field(item) or (key is not None and "\x00" in key and "idempotency key")
+        if bad:
+            outcomes[i] = Outcome("refused", reason=f"{bad} has a NUL character")
+        else:
+            rows.append(_Row(i, item, key, request_hash(item)))
     rows = _convert(rows, outcomes)
     _locate_and_route(rows, locator, routing)
-    ids = (
-        conn.execute(
-            text("SELECT nextval('reports_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
-        )
-        .scalars()
-        .all()
-        if rows
-        else []
-    )
+    ids = intake_store.reserve_ids(conn, len(rows))
     responses = [_response(r, rid, locator, routing) for r, rid in zip(rows, ids, strict=True)]
-    params: dict[str, Any] = {
-        "version": locator.version.id,
-        "key_id": principal.key_id if principal else None,
-        "id": list(ids),
-        "key": [r.key for r in rows],
-        "hash": [r.request_hash for r in rows],
-        "channel": [r.item.channel for r in rows],
-        "category": [r.item.category for r in rows],
-        "description": [r.item.description for r in rows],
-        "photos": [orjson.dumps([str(p) for p in r.item.photos]).decode() for r in rows],
-        "reported_at": [r.item.reported_at for r in rows],
-        "lon0": [r.item.location.lon for r in rows],
-        "lat0": [r.item.location.lat for r in rows],
-        "crs": [r.values["crs_original"] for r in rows],
-        "lon": [r.values["lon"] for r in rows],
-        "lat": [r.values["lat"] for r in rows],
-        "in_cov": [r.values["in_coverage"] for r in rows],
-        "grid": [r.values["grid_code"] for r in rows],
-        "community": [r.values["community_code"] for r in rows],
-        "town": [r.values["town_code"] for r in rows],
-        "district": [r.values["district_code"] for r in rows],
-        "level": [r.values["handling_level"] for r in rows],
-        "unit": [r.values["unit_id"] for r in rows],
-        "routed_by": [r.values["routed_by"] for r in rows],
-        "due_at": [r.values["due_at"] for r in rows],
-        "hard": [r.item.hard for r in rows],
-        "response": [orjson.dumps(resp).decode() for resp in responses],
-    }
-    inserted = set(conn.execute(_INSERT, params).scalars().all()) if rows else set()
+    cells = cells_of_points([r.values["lon"] for r in rows], [r.values["lat"] for r in rows])
+    staged = [
+        _staged(r, rid, resp, cell)
+        for r, rid, resp, cell in zip(rows, ids, responses, cells.tolist(), strict=True)
+    ]
+    key_id = principal.key_id if principal else None
+    inserted = intake_store.store(conn, staged, locator.version.id, key_id)
     stored = [
         (r, rid, resp) for r, rid, resp in zip(rows, ids, responses, strict=True) if rid in inserted
     ]
-    record_heat(conn, [rid for _, rid, _ in stored])  # H3 cell → heat roll-up (analytics)
-    _store_contacts_and_events(conn, stored, principal)
-    if stored:
-        dups = conn.execute(
-            _SUGGEST_DUPLICATES,
-            {
-                "ids": [rid for _, rid, _ in stored],
-                "open": list(OPEN_STATUSES),
-                "hours": duplicate_window_h,
-                "metres": duplicate_distance_m,
-                "deg": duplicate_distance_m / 55_000.0,
-            },
-        ).all()
-        linked = {rid: dup for rid, dup in dups if dup is not None}
-        for _, rid, resp in stored:
-            if rid in linked:
-                resp["suspected_duplicate_of"] = linked[rid]
-        if linked:
-            conn.execute(
-                text(
-                    "UPDATE reports SET response = jsonb_set(response, "
-                    "'{suspected_duplicate_of}', to_jsonb(duplicate_of)) WHERE id = ANY(:ids)"
-                ),
-                {"ids": list(linked)},
-            )
-    for r, _rid, resp in stored:
+    linked = intake_store.link_near_duplicates(
+        conn,
+        [rid for _, rid, _ in stored],
+        OPEN_STATUSES,
+        duplicate_distance_m,
+        duplicate_window_h,
+    )
+    for r, rid, resp in stored:
+        if rid in linked:
+            resp["suspected_duplicate_of"] = linked[rid]
         outcomes[r.index] = Outcome("stored", report=resp)
     _resolve_conflicts(
         conn, [r for r, rid in zip(rows, ids, strict=True) if rid not in inserted], outcomes
@@ -262,40 +217,19 @@ def ingest(
     return [o if o is not None else Outcome("refused", reason="not processed") for o in outcomes]
 
 
-def _store_contacts_and_events(
-    conn: Connection, stored: list[tuple[_Row, int, dict[str, Any]]], principal: Principal | None
-) -> None:
-    contacts = [
-        {"id": rid, "name": r.item.reporter.name, "phone": r.item.reporter.phone}
-        for r, rid, _ in stored
-        if r.item.reporter is not None
-    ]
-    if contacts:
-        conn.execute(
-            text(
-                "INSERT INTO report_contacts (report_id, name, phone) VALUES (:id, :name, :phone)"
-            ),
-            contacts,
-        )
-    if stored:
-        conn.execute(
-            text(
-                "INSERT INTO report_events (report_id, at, action, to_status, unit_id, "
-                "actor_key_id, actor, note) SELECT u.id, u.at, 'discover', 'discovered', "
-                "u.unit, CAST(:key_id AS integer), u.channel, 'routed by ' || u.routed_by "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]), "
-                "CAST(:units AS integer[]), CAST(:channels AS text[]), "
-                "CAST(:routed AS text[])) AS u(id, at, unit, channel, routed_by)"
-            ),
-            {
-                "key_id": principal.key_id if principal else None,
-                "ids": [rid for _, rid, _ in stored],
-                "ats": [r.item.reported_at for r, _, _ in stored],
-                "units": [r.values["unit_id"] for r, _, _ in stored],
-                "channels": [r.item.channel for r, _, _ in stored],
-                "routed": [r.values["routed_by"] for r, _, _ in stored],
-            },
-        )
+def _staged(r: _Row, report_id: int, response: dict[str, Any], cell: int) -> tuple[Any, ...]:
+    """One row laid out as :data:`intake_store.STAGING`."""
+    v, item = r.values, r.item
+    reporter = item.reporter
+    return (
+        report_id, r.key, r.request_hash, item.channel, item.category, item.description,
+        orjson.dumps([str(p) for p in item.photos]).decode(), item.reported_at,
+        item.location.lon, item.location.lat, v["crs_original"], v["lon"], v["lat"],
+        v["in_coverage"], v["grid_code"], v["community_code"], v["town_code"],
+        v["district_code"], v["handling_level"], v["unit_id"], v["routed_by"], v["due_at"],
+        item.hard, orjson.dumps(response).decode(), cell, reporter is not None,
+        reporter.name if reporter else None, reporter.phone if reporter else None,
+    )  # fmt: skip
 
 
 def _resolve_conflicts(conn: Connection, rows: list[_Row], outcomes: list[Outcome | None]) -> None:

@@ -89,10 +89,19 @@ async def file_report(
     raise InvalidInput(outcome.reason or "report refused")
 
 
+_MANY = TypeAdapter(list[ReportIn])
+
+
 def _parse_bulk(body: bytes, content_type: str) -> list[Any]:
-    """A JSON array, or NDJSON (one report per line); a bad line becomes an error entry."""
+    """The items of a JSON array, or of NDJSON (one report per line): a :class:`ReportIn`
+    where valid (checked in bulk when it can be), an :class:`InvalidInput` for a malformed
+    line, else the raw item, to be validated alone for its own answer."""
     text_start = body.lstrip()[:1]
     if "ndjson" not in content_type and text_start == b"[":
+        try:
+            return list(_MANY.validate_json(body))  # every item valid: parsed and checked in Rust
+        except ValidationError:
+            pass  # some item is not: each is validated alone, to answer per item
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -101,13 +110,20 @@ def _parse_bulk(body: bytes, content_type: str) -> list[Any]:
             raise InvalidInput("bulk body must be a JSON array or NDJSON")
         return data
     out: list[Any] = []
+    lines: list[bytes] = []
     for n, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             out.append(orjson.loads(line))
+            lines.append(line)
         except orjson.JSONDecodeError as exc:
             out.append(InvalidInput(f"line {n}: malformed JSON ({exc})"))
+    if len(lines) == len(out):  # each line is one JSON value, so the array has one item each
+        try:
+            return list(_MANY.validate_json(b"[" + b",".join(lines) + b"]"))
+        except ValidationError:
+            pass
     return out
 
 
@@ -133,6 +149,10 @@ async def file_reports(
     for i, entry in enumerate(raw):
         if isinstance(entry, InvalidInput):
             answers[i] = {"index": i, "status": "refused", "reason": entry.message}
+            continue
+        if isinstance(entry, ReportIn):
+            items.append(entry)
+            slots.append(i)
             continue
         try:
             items.append(_ONE.validate_python(entry))

@@ -2,7 +2,7 @@
 """Analytics: the H3 res-11 cell of each report, an H3 parent function, the heat roll-up.
 
 ``reports.h3_11`` is the report's H3 cell at resolution 11 as a bigint (H3 cannot be computed
-in plain SQL, so intake fills it: ``geo_service.analytics.heat.record_heat``). ``h3_parent``
+in plain SQL, so intake fills it in the INSERT: ``geo_service.analytics.h3sql.cells_of_points``). ``h3_parent``
 takes any cell to a coarser resolution with bit operations. ``heat_rollup`` counts reports per
 (local day, H3 res-9 cell, grid, category, channel, status); statement-level triggers on
 ``reports`` keep it equal to a direct count in the same transaction as every insert, update
