@@ -59,6 +59,13 @@ class LocatorCache:
             self._current = (vid, today, now)
         return await self.get_version(vid)
 
+    def forget(self, version_id: int) -> None:
+        """Drop a version's Locator (a rollback that returns a version to draft: it may be
+        edited and published again, so its areas can change)."""
+        self._by_version.pop(version_id, None)
+        if self._current and self._current[0] == version_id:
+            self._current = None
+
     async def get_version(self, version_id: int) -> Locator:
         """The Locator of a version by id, building it once."""
         loc = self._by_version.get(version_id)

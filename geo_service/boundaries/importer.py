@@ -16,6 +16,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from sqlalchemy import Connection, Engine, text
 
@@ -62,8 +63,9 @@ def area_rows(frame: gpd.GeoDataFrame) -> list[dict[str, Any]]:
     extra = [c for c in frame.columns if c not in _CORE]
     wkbs = shapely.to_wkb(shapely.force_2d(frame.geometry.to_numpy()), hex=False)
     rows = []
-    for i, rec in enumerate(frame.itertuples(index=False)):
-        r = rec._asdict()
+    # records, not itertuples: attribute names need not be Python identifiers ("grid worker")
+    records = pd.DataFrame(frame.drop(columns=frame.geometry.name)).to_dict("records")
+    for i, r in enumerate(records):
         attrs = {c: _plain(r[c]) for c in extra if _plain(r[c]) is not None}
         row = {
             "code": r["code"],

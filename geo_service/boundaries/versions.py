@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -121,19 +122,91 @@ def publish(conn: Connection, version_id: int, effective_from: dt.date) -> Versi
             f"version {later.label!r} is in force from {effective_from.isoformat()} or later: "
             "publish with a later effective date"
         )
-    conn.execute(
+    closed = conn.execute(
         text(
             "UPDATE boundary_versions SET effective_to = :d, "
             "status = CASE WHEN :d <= CURRENT_DATE THEN 'retired' ELSE status END "
-            "WHERE status = 'published' AND (effective_to IS NULL OR effective_to > :d)"
+            "WHERE status = 'published' AND (effective_to IS NULL OR effective_to > :d) "
+            "RETURNING id, effective_from"
         ),
         {"d": effective_from},
-    )
+    ).all()
+    replaced = max(closed, key=lambda r: (r.effective_from, r.id)).id if closed else None
     conn.execute(
         text(
             "UPDATE boundary_versions SET status = 'published', effective_from = :d, "
-            "effective_to = NULL, published_at = now() WHERE id = :v"
+            "effective_to = NULL, published_at = now(), replaces_id = :r WHERE id = :v"
         ),
-        {"d": effective_from, "v": version_id},
+        {"d": effective_from, "v": version_id, "r": replaced},
     )
     return get_version(conn, version_id)
+
+
+# how a rolled-back version is left, by when it came into force (see rollback)
+_TAKE_BACK = {
+    "unscheduled": text(
+        "UPDATE boundary_versions SET status = 'draft', effective_from = NULL, "
+        "effective_to = NULL, published_at = NULL, replaces_id = NULL WHERE id = :v"
+    ),
+    "withdrawn": text(
+        "UPDATE boundary_versions SET status = 'retired', effective_from = NULL, "
+        "effective_to = NULL, rolled_back_at = now() WHERE id = :v"
+    ),
+    "ended": text(
+        "UPDATE boundary_versions SET status = 'retired', effective_to = :d, "
+        "rolled_back_at = now() WHERE id = :v"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback did: the version taken back, the one restored, and how (see rollback)."""
+
+    rolled_back: VersionInfo
+    restored: VersionInfo
+    mode: str  # "unscheduled", "withdrawn" or "ended"
+
+
+def replaced_by_publish(conn: Connection, version_id: int) -> int | None:
+    """The version whose range publishing ``version_id`` closed (None for the first one)."""
+    return conn.execute(
+        text("SELECT replaces_id FROM boundary_versions WHERE id = :v"), {"v": version_id}
+    ).scalar_one_or_none()
+
+
+def rollback(conn: Connection, version_id: int, today: dt.date | None = None) -> Rollback:
+    """Take back the latest published version and put the one it replaced back in force.
+
+    Runs in the caller's transaction, under the publishers' lock. The version taken back is
+    *unscheduled* (back to draft) if it was not yet in force, *withdrawn* (retired with no
+    range) if it came into force today, else *ended* (retired, its range ending today, so
+    ``as_of`` still answers it for the days it was in force). The restored version's range is
+    reopened; where ranges then overlap, the later start wins (as :func:`version_in_force`).
+    """
+    day = today or dt.date.today()
+    conn.execute(text("SELECT pg_advisory_xact_lock(7401)"))  # one publisher at a time
+    info = get_version(conn, version_id)
+    if info.status != "published" or info.effective_to is not None:
+        raise Conflict(
+            f"version {info.label!r} is {info.status}"
+            + (f" until {info.effective_to.isoformat()}" if info.effective_to else "")
+            + ": only the latest published version can be rolled back"
+        )
+    previous = replaced_by_publish(conn, version_id)
+    if previous is None:
+        raise Conflict(f"version {info.label!r} replaced no version: nothing to roll back to")
+    assert info.effective_from is not None
+    if info.effective_from > day:
+        mode = "unscheduled"
+    else:
+        mode = "withdrawn" if info.effective_from == day else "ended"
+    conn.execute(_TAKE_BACK[mode], {"v": version_id, "d": day})
+    conn.execute(
+        text(
+            "UPDATE boundary_versions SET status = 'published', effective_to = NULL "
+            "WHERE id = :p"
+        ),
+        {"p": previous},
+    )
+    return Rollback(get_version(conn, version_id), get_version(conn, previous), mode)

@@ -51,6 +51,10 @@ class BoundaryVersion(Base):
     source_crs: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=func.now())
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    replaces_id: Mapped[int | None] = mapped_column(
+        ForeignKey("boundary_versions.id", name="fk_boundary_versions_replaces")
+    )
+    rolled_back_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Area(Base):

@@ -1,0 +1,337 @@
+"""Draft boundary versions: create one from an uploaded layout, lock it for an edit, swap areas.
+
+Area rows are shared between versions by content fingerprint, so a draft is never changed by
+updating an area row: an edit stores the new content as a row of its own (or finds an identical
+one) and relinks the draft's membership (``version_areas``) from the old row to the new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, Engine, text
+
+from geo_service.boundaries.codes import LEVELS
+from geo_service.boundaries.importer import SUBDIVIDE_MAX_VERTICES, area_rows, write_version
+from geo_service.boundaries.reader import read_layout
+from geo_service.boundaries.validation import Problem
+from geo_service.errors import BoundaryValidationFailed, Conflict, InvalidInput, NotFound
+from geo_service.locator.locator import VersionInfo
+from geo_service.planning.validation_report import layout_problems, problem_dict, severity
+from geo_service.routing import seed_units
+from geo_service.settings import PlanningSettings
+
+MAX_LABEL = 200
+MAX_CODE = 32  # version_areas.code
+# problems no draft is stored with: the grid edits and renumbering cannot fix them
+_ALWAYS_REFUSED = frozenset(
+    {
+        "invalid_geometry",
+        "duplicate_code",
+        "unknown_level",
+        "unexpected_parent",
+        "missing_parent",
+        "unknown_parent",
+        "wrong_parent_level",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StoredArea:
+    """One member of a version, as stored: its row id, fields, attributes and geometry."""
+
+    area_id: int
+    code: str
+    name: str
+    level: str
+    parent_code: str
+    households: int | None
+    population: int | None
+    attributes: dict[str, Any]
+    geom: BaseGeometry
+
+    def record(self, **changes: Any) -> dict[str, Any]:
+        """The fields of this area (with ``changes``) as a record for :func:`store_areas`."""
+        rec = {
+            "code": self.code,
+            "name": self.name,
+            "level": self.level,
+            "parent_code": self.parent_code,
+            "households": self.households,
+            "population": self.population,
+            **self.attributes,
+            "geometry": self.geom,
+        }
+        rec.update(changes)
+        return rec
+
+
+@dataclass(frozen=True)
+class DraftCreated:
+    """What an upload stored: the draft, its counts per level and its validation summary."""
+
+    version: VersionInfo
+    counts: dict[str, int]
+    new_areas: int
+    shared_areas: int
+    errors: int
+    warnings: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.version.id,
+            "label": self.version.label,
+            "status": self.version.status,
+            "counts": self.counts,
+            "new_areas": self.new_areas,
+            "shared_areas": self.shared_areas,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "validation": f"/v1/boundaries/versions/{self.version.id}/validation",
+        }
+
+
+def check_label(label: str | None) -> str:
+    """A version label, stripped; 422 naming the problem when it is missing or too long."""
+    value = (label or "").strip()
+    if not value:
+        raise InvalidInput("a version label is required (form field 'label')")
+    if len(value) > MAX_LABEL:
+        raise InvalidInput(f"label has {len(value)} characters, over {MAX_LABEL}")
+    return value
+
+
+def storable(problem: Problem, level_of: dict[str, str]) -> bool:
+    """Whether a draft may be stored with ``problem``: grid faults the edits can fix.
+
+    Broken geometry, duplicate codes and a broken hierarchy are refused, as is any fault above
+    grid level (the API edits grids only) and a code too long to store.
+    """
+    if problem.kind in _ALWAYS_REFUSED:
+        return False
+    first = problem.codes[0] if problem.codes else ""
+    if problem.kind in ("malformed_code", "code_not_under_parent"):
+        return level_of.get(first) == "grid" and len(first) <= MAX_CODE
+    if problem.kind in ("outside_parent", "overlap"):
+        return level_of.get(first) == "grid"
+    if problem.kind == "gap":
+        return level_of.get(first) == "community"
+    return True
+
+
+def create_draft(
+    engine: Engine,
+    path: Path,
+    label: str,
+    crs: str | None,
+    source: str,
+    limits: PlanningSettings,
+) -> DraftCreated:
+    """Read ``path`` and store it as a draft; refuse (422, every problem listed) what cannot be.
+
+    A layout whose only faults are grid-level ones (gaps, overlaps, outside parts, size limits,
+    codes) is stored, so the planner can see them in the validation report and fix them grid by
+    grid; nothing is repaired silently. One transaction: a refused upload writes nothing.
+    """
+    label = check_label(label)
+    layout = read_layout(path, crs=crs)
+    frame = layout.frame
+    level_of = dict(zip(frame["code"], frame["level"], strict=True))
+    problems = layout_problems(frame, limits)
+    refused = [p for p in problems if not storable(p, level_of)]
+    if refused:
+        kinds = sorted({p.kind for p in refused})
+        raise BoundaryValidationFailed(
+            f"layout refused: {len(refused)} problem(s) a draft cannot be stored with "
+            f"({', '.join(kinds)}); first: {refused[0].message}",
+            details=[problem_dict(p) for p in refused],
+        )
+    with engine.begin() as conn:
+        vid, new, shared = write_version(conn, frame, label, source, layout.source_crs)
+        seed_units(conn, vid)
+        info = get_info(conn, vid)
+    counts = {str(k): int(v) for k, v in frame["level"].value_counts().items()}
+    errors = sum(severity(p.kind) == "error" for p in problems)
+    return DraftCreated(info, counts, new, shared, errors, len(problems) - errors)
+
+
+def get_info(conn: Connection, version_id: int) -> VersionInfo:
+    """The version row ``version_id`` (404 when there is none)."""
+    row = conn.execute(
+        text(
+            "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
+            "WHERE id = :v"
+        ),
+        {"v": version_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no boundary version {version_id}")
+    return VersionInfo(row.id, row.label, row.status, row.effective_from, row.effective_to)
+
+
+def lock_draft(conn: Connection, version_id: int) -> VersionInfo:
+    """Lock version ``version_id`` for an edit (row lock, to commit); 409 unless it is a draft.
+
+    Publishing code should take the same lock before validating, so no edit slips in between.
+    """
+    row = conn.execute(
+        text(
+            "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
+            "WHERE id = :v FOR UPDATE"
+        ),
+        {"v": version_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no boundary version {version_id}")
+    if row.status != "draft":
+        raise Conflict(
+            f"version {row.label!r} is {row.status}: only a draft can be edited "
+            "(upload or copy a layout into a new draft)"
+        )
+    return VersionInfo(row.id, row.label, row.status, row.effective_from, row.effective_to)
+
+
+def members(
+    conn: Connection,
+    version_id: int,
+    *,
+    codes: list[str] | None = None,
+    level: str | None = None,
+    parent_code: str | None = None,
+) -> list[StoredArea]:
+    """Areas of a version, filtered by codes, level and parent; ordered by code."""
+    rows = conn.execute(
+        text(
+            "SELECT a.id, va.code, a.name, va.level, a.parent_code, a.households, a.population, "
+            "a.attributes, ST_AsBinary(a.geom) AS wkb FROM version_areas va "
+            "JOIN areas a ON a.id = va.area_id WHERE va.version_id = :v "
+            "AND (CAST(:codes AS text[]) IS NULL OR va.code = ANY(CAST(:codes AS text[]))) "
+            "AND (CAST(:level AS text) IS NULL OR va.level = CAST(:level AS text)) "
+            "AND (CAST(:parent AS text) IS NULL OR a.parent_code = CAST(:parent AS text)) "
+            "ORDER BY va.code"
+        ),
+        {"v": version_id, "codes": codes, "level": level, "parent": parent_code},
+    ).all()
+    return [
+        StoredArea(
+            int(r.id),
+            r.code,
+            r.name,
+            r.level,
+            r.parent_code or "",
+            r.households,
+            r.population,
+            dict(r.attributes or {}),
+            shapely.from_wkb(bytes(r.wkb)),
+        )
+        for r in rows
+    ]
+
+
+def grid(conn: Connection, version_id: int, code: str) -> StoredArea:
+    """The grid ``code`` of a version: 404 when the version has no such area, 422 for another
+    level."""
+    found = members(conn, version_id, codes=[code])
+    if not found:
+        raise NotFound(f"version {version_id} has no area {code!r}")
+    if found[0].level != "grid":
+        raise InvalidInput(f"{code!r} is a {found[0].level}, not a grid: only grids are edited")
+    return found[0]
+
+
+def store_areas(conn: Connection, records: list[dict[str, Any]]) -> list[int]:
+    """Row ids holding ``records`` (found by fingerprint, or inserted with their subdivided parts).
+
+    Records have the layout columns (code, name, level, parent_code, households, population),
+    attributes as extra keys, and a WGS84 ``geometry``. Fingerprints are the importer's, so a
+    record identical to a stored row shares it.
+    """
+    if not records:
+        return []
+    data = pd.DataFrame([{k: v for k, v in r.items() if k != "geometry"} for r in records],
+                        dtype=object)
+    frame = gpd.GeoDataFrame(data, geometry=[r["geometry"] for r in records], crs="EPSG:4326")
+    rows = area_rows(frame)
+    known: dict[str, int] = dict(
+        conn.execute(
+            text(
+                "SELECT DISTINCT ON (fingerprint) fingerprint, id FROM areas "
+                "WHERE fingerprint = ANY(:f) ORDER BY fingerprint, id"
+            ),
+            {"f": [r["fingerprint"] for r in rows]},
+        ).all()
+    )
+    fresh = list({r["fingerprint"]: r for r in rows if r["fingerprint"] not in known}.values())
+    new_ids: list[int] = []
+    for r in fresh:
+        area_id = conn.execute(
+            text(
+                "INSERT INTO areas (code, name, level, parent_code, households, population, "
+                "attributes, fingerprint, geom) VALUES (:code, :name, :level, :parent_code, "
+                ":households, :population, CAST(:attributes AS jsonb), :fingerprint, "
+                "ST_Multi(ST_GeomFromWKB(:wkb, 4326))) RETURNING id"
+            ),
+            r,
+        ).scalar_one()
+        known[r["fingerprint"]] = int(area_id)
+        new_ids.append(int(area_id))
+    if new_ids:
+        conn.execute(
+            text(
+                "INSERT INTO area_parts (area_id, geom) SELECT id, ST_Subdivide(geom, :n) "
+                "FROM areas WHERE id = ANY(:ids)"
+            ),
+            {"n": SUBDIVIDE_MAX_VERTICES, "ids": new_ids},
+        )
+    return [known[r["fingerprint"]] for r in rows]
+
+
+def swap_areas(
+    conn: Connection, version_id: int, old: list[StoredArea], records: list[dict[str, Any]]
+) -> list[int]:
+    """Replace members ``old`` of a draft by ``records``; return the new members' row ids.
+
+    Only the draft's membership changes: the old rows stay as they are for every other version.
+    A code already held by another member is a 409, checked before anything is written.
+    """
+    leaving = {a.code for a in old}
+    arriving = [str(r["code"]) for r in records]
+    if len(set(arriving)) != len(arriving):
+        raise Conflict(f"codes {sorted(arriving)} repeat: each area needs its own code")
+    clash = conn.execute(
+        text(
+            "SELECT code FROM version_areas WHERE version_id = :v AND code = ANY(:c) "
+            "AND NOT code = ANY(:leaving) ORDER BY code"
+        ),
+        {"v": version_id, "c": arriving, "leaving": sorted(leaving)},
+    ).scalars().all()
+    if clash:
+        raise Conflict(f"version {version_id} already has area(s) {', '.join(clash)}")
+    for r in records:
+        if r["level"] not in LEVELS:
+            raise InvalidInput(f"unknown level {r['level']!r}")
+    ids = store_areas(conn, records)
+    conn.execute(
+        text("DELETE FROM version_areas WHERE version_id = :v AND area_id = ANY(:ids)"),
+        {"v": version_id, "ids": [a.area_id for a in old]},
+    )
+    if ids:
+        conn.execute(
+            text(
+                "INSERT INTO version_areas (version_id, area_id, code, level) "
+                "VALUES (:v, :a, :code, :level)"
+            ),
+            [
+                {"v": version_id, "a": i, "code": r["code"], "level": r["level"]}
+                for i, r in zip(ids, records, strict=True)
+            ],
+        )
+    seed_units(conn, version_id)  # units for the new codes (idempotent)
+    return ids

@@ -1,0 +1,106 @@
+"""Codes of a draft's grids: which are in use, and renumbering in reading order.
+
+Renumbering works community by community. A grid whose geometry equals a grid of the same
+community in the version in force keeps that grid's code; every other grid takes, in reading
+order (north→south, west→east), the lowest numbers used neither by a kept grid nor by any grid
+of the version in force, so a code never comes to name another piece of ground.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import shapely
+from sqlalchemy import Connection, text
+
+from geo_service.boundaries import versions
+from geo_service.errors import NoBoundaryVersion
+from geo_service.planning.drafts import StoredArea, lock_draft, members, swap_areas
+from geo_service.planning.numbering import free_grid_codes, middle_latitude, reading_sequence
+
+
+@dataclass
+class Renumbered:
+    """What renumbering did: old code → new code for every grid whose code changed."""
+
+    version_id: int
+    renamed: dict[str, str] = field(default_factory=dict)
+    kept: int = 0
+    numbered: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version_id": self.version_id,
+            "renamed": self.renamed,
+            "kept_from_version_in_force": self.kept,
+            "numbered": self.numbered,
+        }
+
+
+def in_force_id(conn: Connection) -> int | None:
+    """Id of the version in force today, or None when none is."""
+    try:
+        return versions.version_in_force(conn).id
+    except NoBoundaryVersion:
+        return None
+
+
+def codes_in_use(conn: Connection, version_id: int, community: str) -> set[str]:
+    """Grid codes of ``community`` in the draft and in the version in force: not free to give."""
+    ids = [version_id] + [v for v in (in_force_id(conn),) if v is not None]
+    rows = conn.execute(
+        text(
+            "SELECT va.code FROM version_areas va JOIN areas a ON a.id = va.area_id "
+            "WHERE va.version_id = ANY(:ids) AND va.level = 'grid' AND a.parent_code = :c"
+        ),
+        {"ids": ids, "c": community},
+    ).scalars()
+    return set(rows)
+
+
+def _bounds_key(geom: shapely.Geometry) -> tuple[float, ...]:
+    return tuple(float(v) for v in shapely.bounds(geom))
+
+
+def renumber(conn: Connection, version_id: int) -> Renumbered:
+    """Renumber the grids of draft ``version_id`` (see the module docstring); 409 if not a draft."""
+    lock_draft(conn, version_id)
+    areas = members(conn, version_id)
+    grids = [a for a in areas if a.level == "grid"]
+    result = Renumbered(version_id)
+    if not grids:
+        return result
+    latitude = middle_latitude(shapely.total_bounds([a.geom for a in areas]))
+    force = in_force_id(conn)
+    in_force = members(conn, force, level="grid") if force is not None else []
+    same_shape: dict[tuple[Any, ...], list[StoredArea]] = {}
+    for g in in_force:
+        same_shape.setdefault((g.parent_code, *_bounds_key(g.geom)), []).append(g)
+    target: dict[str, str] = {}
+    for community in sorted({g.parent_code for g in grids}):
+        kids = [g for g in grids if g.parent_code == community]
+        order = reading_sequence([g.geom for g in kids], latitude)
+        valid = shapely.is_valid([g.geom for g in kids])
+        kept: dict[str, str] = {}
+        claimed: set[str] = set()
+        for i in order:
+            g = kids[int(i)]
+            for old in same_shape.get((community, *_bounds_key(g.geom)), []):
+                if old.code not in claimed and valid[int(i)] and shapely.equals(old.geom, g.geom):
+                    kept[g.code] = old.code
+                    claimed.add(old.code)
+                    break
+        rest = [kids[int(i)] for i in order if kids[int(i)].code not in kept]
+        taken = claimed | {g.code for g in in_force if g.parent_code == community}
+        fresh = free_grid_codes(community, taken, len(rest)) if rest else []
+        target.update(kept)
+        target.update({g.code: c for g, c in zip(rest, fresh, strict=True)})
+        result.kept += len(kept)
+        result.numbered += len(rest)
+    moving = [g for g in grids if target[g.code] != g.code]
+    if moving:
+        swap_areas(conn, version_id, moving, [g.record(code=target[g.code]) for g in moving])
+    result.renamed = {g.code: target[g.code] for g in sorted(moving, key=lambda g: g.code)}
+    return result
+
