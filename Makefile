@@ -13,7 +13,8 @@ export UV_LINK_MODE := copy
 demo: setup
 	$(VENV)/bin/geo-service demo
 
-test: setup
+test: python-deps
+	@$(MAKE) --no-print-directory system-deps TEST_TOOLS=1
 	$(VENV)/bin/pytest -q
 
 bench: setup
@@ -25,12 +26,20 @@ lint: python-deps
 
 setup: system-deps python-deps
 
-# PostgreSQL + PostGIS from Debian (only when DATABASE_URL is unset and they are missing).
+# Debian packages, in one apt-get run: PostgreSQL + PostGIS (only when DATABASE_URL is unset),
+# with TEST_TOOLS=1 (make test) also chromium (the operator-map browser tests) and gdal-bin
+# (GDAL reads our OGC API over OAPIF).
 system-deps:
-	@if [ -z "$$DATABASE_URL" ] && ! [ -f /usr/share/postgresql/$(PG_MAJOR)/extension/postgis.control ]; then \
-	  echo "installing postgresql-$(PG_MAJOR)-postgis-3 ..."; \
-	  if [ "$$(id -u)" != 0 ]; then echo "need root (or set DATABASE_URL to an existing PostGIS)"; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$(PG_MAJOR)-postgis-3 >/dev/null; \
+	@missing=""; \
+	if [ -z "$$DATABASE_URL" ] && ! [ -f /usr/share/postgresql/$(PG_MAJOR)/extension/postgis.control ]; then \
+	  missing="$$missing postgresql-$(PG_MAJOR)-postgis-3"; fi; \
+	if [ -n "$(TEST_TOOLS)" ]; then \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  command -v ogrinfo >/dev/null 2>&1 || missing="$$missing gdal-bin"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (need root, or set DATABASE_URL)"; exit 1; fi; \
+	  echo "installing$$missing ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 python-deps:

@@ -26,6 +26,10 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("locate", "benchmarks.locate", "point → grid: Locator vs sjoin, STRtree, PostGIS"),
+    Section("intake", "benchmarks.intake", "bulk intake over HTTP vs raw COPY of the same rows"),
+    Section("impact", "benchmarks.impact", "a draft changing 10 % of grids vs 1 M reports"),
+    Section("hotspots", "benchmarks.hotspots", "Gi* on 50,000 H3 cells: ours vs esda.G_Local"),
+    Section("tiles", "benchmarks.tiles", "vector tiles z10-z15: ours cold/warm vs tipg"),
 )
 
 

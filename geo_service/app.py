@@ -8,16 +8,25 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 
 from geo_service import __version__
 from geo_service.api.locators import LocatorCache
 from geo_service.api.responses import JSONBytes
 from geo_service.api.routes import analytics, boundaries, health, locate, open311, reports, workflow
+from geo_service.api.routes import maps as map_routes
+from geo_service.api.routes import ogc as ogc_routes
+from geo_service.api.routes import planning as planning_routes
+from geo_service.api.routes import planning_publish as publish_routes
+from geo_service.api.routes import tiles as tile_routes
 from geo_service.api.routing_cache import RoutingCache
 from geo_service.auth import KeyStore
 from geo_service.db.engine import make_engine, resolve_database_url
 from geo_service.errors import GeoServiceError, http_status
+from geo_service.maps.assets import STATIC_DIR, STATIC_URL
 from geo_service.settings import Settings
+from geo_service.tiles.fastpath import TileHitMiddleware
+from geo_service.tiles.service import TileService
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> JSONBytes:
@@ -37,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.locators = LocatorCache(engine, size=settings.locate.locator_cache_versions)
         app.state.routing = RoutingCache(engine)
         app.state.keys = KeyStore(engine)
+        app.state.tiles = TileService(engine, settings.tiles)
         try:
             yield
         finally:
@@ -67,6 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(workflow.router)
     app.include_router(analytics.router)
+    app.include_router(planning_routes.router)
+    app.include_router(publish_routes.router)
+    app.include_router(tile_routes.router)
+    app.include_router(ogc_routes.router)
+    app.add_middleware(TileHitMiddleware)  # cached tiles answered before routing
+    app.include_router(map_routes.router)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, Any]:

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from geo_service.errors import GeoServiceError
 from geo_service.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(no_args_is_help=True, help="Grid-governance spatial core.")
 boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: import, publish.")
@@ -142,6 +156,24 @@ def boundaries_publish(
     console.print(f"version {info.label} published from {info.effective_from}")
 
 
+@boundaries_app.command("reroute-open-cases")
+def boundaries_reroute_open_cases() -> None:
+    """Move open cases to the version in force today (after a publish dated later); from cron."""
+    from geo_service.db.engine import make_engine
+    from geo_service.planning.publish import follow_in_force
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            done = follow_in_force(conn, None, "boundary version in force")
+    finally:
+        engine.dispose()
+    console.print(
+        f"{done.open_cases} open case(s) checked, {done.moved} moved to another grid, "
+        f"{done.unit_changed} given another unit"
+    )
+
+
 @boundaries_app.command("list")
 def boundaries_list() -> None:
     """The boundary versions, newest first."""
@@ -220,6 +252,110 @@ def reports_escalate_overdue() -> None:
     console.print(f"{n} overdue case(s) escalated")
 
 
+def _progress() -> Progress:
+    """A rich progress bar for storing reports: count, rate, elapsed and remaining time."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _reporting(
+    bar: Progress, description: str, expected: int | None = None
+) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that drives one task of ``bar``: shown at once
+    when the ``expected`` total is known, else from the first call (so a refused import,
+    which stores nothing, shows no bar)."""
+    tasks: list[TaskID] = []
+    if expected is not None:
+        tasks.append(bar.add_task(description, total=expected, rate=""))
+    started = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        if not tasks:
+            tasks.append(bar.add_task(description, total=total, rate=""))
+        elapsed = time.perf_counter() - started
+        rate = f"{done / elapsed:,.0f} reports/s" if done and elapsed > 0 else ""
+        bar.update(tasks[0], completed=done, total=total, rate=rate)
+
+    return update
+
+
+@reports_app.command("import")
+def reports_import(
+    path: Annotated[Path, typer.Argument(help="CSV, GeoJSON or GeoParquet of past reports")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv|geojson|parquet (default: by suffix)")
+    ] = None,
+    crs: Annotated[
+        str, typer.Option(help="CRS of rows without a crs value: wgs84|cgcs2000|gcj02|bd09|EPSG:n")
+    ] = "wgs84",
+    skip_bad: Annotated[
+        bool,
+        typer.Option("--skip-bad", help="store the good rows (default: any bad row refuses all)"),
+    ] = False,
+) -> None:
+    """Import past reports, each located in the boundary version in force on its day and
+    routed as at intake, in one transaction; a bad row refuses the file (exit 1, nothing
+    written) unless --skip-bad. Re-importing adds only rows not stored before."""
+    from geo_service.db.engine import make_engine
+    from geo_service.reports.history_versions import BoundaryTimeline
+    from geo_service.reports.importer import import_history, open_history
+    from geo_service.routing import RoutingTable
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with console.status(f"reading {path.name}..."):
+            history = open_history(path, fmt)
+            timeline = BoundaryTimeline.from_database(engine)
+            with engine.connect() as conn:
+                routing = RoutingTable.load(conn)
+        console.print(f"{path.name}: {len(history.frame):,} {history.kind} rows")
+        with _progress() as bar:
+            stats = import_history(
+                engine,
+                history.frame,
+                timeline,
+                routing,
+                progress=_reporting(bar, "storing"),
+                default_crs=crs,
+                atomic=True,
+                refuse_any=not skip_bad,
+            )
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    if stats.ignored_columns:
+        console.print(f"[yellow]ignored columns:[/yellow] {', '.join(stats.ignored_columns)}")
+    if stats.refused:
+        console.print(
+            f"[red]{len(stats.refused):,} row(s) refused[/red]"
+            + ("" if stats.written else ": nothing written")
+        )
+        for row, reason in stats.refused[:50]:
+            console.print(f"  - {history.where(row)}: {reason}", highlight=False, soft_wrap=True)
+        if len(stats.refused) > 50:
+            console.print(f"  ... and {len(stats.refused) - 50:,} more")
+    if stats.written or not stats.refused:
+        versions = ", ".join(f"{label}: {n:,}" for label, n in stats.by_version.items())
+        console.print(
+            f"stored {stats.stored:,} report(s) ({stats.outside_coverage:,} outside coverage, "
+            f"{stats.events:,} loop events), {stats.skipped:,} already there, "
+            f"in {stats.seconds:.1f} s"
+            + (f"; by boundary version: {versions}" if versions else ""),
+            soft_wrap=True,
+        )
+    if stats.refused:
+        raise typer.Exit(1)
+
+
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the private cluster if needed)."""
@@ -267,13 +403,42 @@ def serve(
     _serve(host, port, workers)
 
 
+def _load_demo_year(engine: Engine, url: str, n: int) -> None:
+    """Store the demo's synthetic year of ``n`` reports unless it is there already."""
+    from geo_service.locator import Locator
+    from geo_service.reports.importer import demo_reports_stored, load_demo_history
+    from geo_service.routing import RoutingTable
+
+    have = demo_reports_stored(engine)
+    if n == 0 or have >= n:
+        console.print(f"demo year: {have:,} reports already loaded")
+        return
+    started = time.perf_counter()
+    locator = Locator.from_database(url)
+    with engine.connect() as conn:
+        routing = RoutingTable.load(conn)
+    with _progress() as bar:
+        report = _reporting(bar, "demo year", expected=n)
+        stats = load_demo_history(engine, locator, routing, n=n, progress=report)
+    assert stats is not None  # fewer than n were stored
+    console.print(
+        f"demo year: {stats.stored:,} reports stored ({stats.events:,} loop events, "
+        f"{stats.skipped:,} already there) in {time.perf_counter() - started:.1f} s"
+    )
+
+
 @app.command()
 def demo(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     serve_: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    reports: Annotated[
+        int | None,
+        typer.Option(min=0, help="reports in the demo year (default GEO_DEMO_REPORTS, 200,000)"),
+    ] = None,
 ) -> None:
-    """Migrate, load the Xiuzhou demo boundaries (once), then serve."""
+    """Migrate, load the Xiuzhou demo boundaries and a synthetic year of reports (once
+    each), then serve."""
     from geo_service.boundaries import versions
     from geo_service.boundaries.importer import import_layout
     from geo_service.db.engine import make_engine
@@ -301,9 +466,10 @@ def demo(
             for v in versions.list_versions(conn):
                 if v.id is not None and v.status != "draft":
                     seed_units(conn, v.id)
+        settings = Settings()
+        _load_demo_year(engine, url, settings.demo.reports if reports is None else reports)
     finally:
         engine.dispose()
-    settings = Settings()
     base = f"http://{host or settings.api.host}:{port or settings.api.port}"
     console.print("open:")
     for path in (
@@ -311,6 +477,12 @@ def demo(
         "/health",
         "/v1/boundaries/versions",
         "/v1/locate?lon=120.7071&lat=30.7649&crs=gcj02",
+        "/maps/heat",
+        "/maps/hotspots",
+        "/maps/grids",
+        "/maps/tiles",
+        "/ogc",
+        "/open311/v2/services.json",
     ):
         console.print(f"  {base}{path}")
     if serve_:

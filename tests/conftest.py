@@ -3,7 +3,6 @@ cluster), migrated once per session, with the Xiuzhou demo boundaries published.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,16 +14,13 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from geo_service.app import create_app
-from geo_service.boundaries.importer import import_layout
 from geo_service.db.cluster import PrivateCluster, drop_database, ensure_database
 from geo_service.db.engine import libpq_url, make_engine
-from geo_service.db.migrate import upgrade
 from geo_service.locator import Locator
 from geo_service.settings import PROJECT_ROOT, DatabaseSettings, Settings
+from tests.support import DEMO_FROM, DEMO_LABEL, DEMO_LAYOUT, load_demo, serve
 
-DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
-DEMO_LABEL = "demo-2025"
-DEMO_FROM = dt.date(2025, 1, 1)
+__all__ = ["DEMO_FROM", "DEMO_LABEL", "DEMO_LAYOUT", "auth"]
 
 
 def _server_admin_url() -> str:
@@ -54,14 +50,7 @@ def new_database() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def database_url(new_database) -> str:  # type: ignore[no-untyped-def]
     """A migrated database holding the demo boundaries, published from 2025-01-01."""
-    url = new_database()
-    upgrade(url)
-    engine = make_engine(url, pool_size=1)
-    import_layout(
-        engine, DEMO_LAYOUT, DEMO_LABEL, crs="wgs84", effective_from=DEMO_FROM, publish=True
-    )
-    engine.dispose()
-    return str(url)
+    return load_demo(str(new_database()))
 
 
 @pytest.fixture(scope="session")
@@ -118,22 +107,5 @@ def auth(key: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def live_server(database_url: str) -> Iterator[str]:
     """The app served by a real uvicorn on a free loopback port (for concurrency tests)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(Settings(database=DatabaseSettings(url=database_url)))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(database_url) as url:
+        yield url

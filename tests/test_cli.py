@@ -74,6 +74,9 @@ def test_import_publish_list_and_locate(empty_url: str, monkeypatch, tmp_path) -
     out = json.loads(located.output)
     assert out["grid"][-1]["code"] == "330411100001001"
     assert out["version"]["label"] == "cli-v1"
+    swept = runner.invoke(app, ["boundaries", "reroute-open-cases"])
+    assert swept.exit_code == 0, swept.output
+    assert "0 open case(s) checked, 0 moved" in swept.output
 
 
 def test_refused_import_exits_non_zero_listing_problems(

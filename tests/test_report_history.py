@@ -20,10 +20,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from geo_service.boundaries.importer import import_layout
 from geo_service.coords import wgs84_to_gcj02
 from geo_service.db.engine import make_engine
-from geo_service.db.migrate import upgrade
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
 from geo_service.reports.history import COLUMNS, synthesize_year
@@ -36,7 +34,7 @@ from geo_service.reports.importer import (
 )
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS
 from geo_service.routing import RoutingTable
-from tests.conftest import DEMO_FROM, DEMO_LABEL, DEMO_LAYOUT
+from tests.support import load_demo
 
 BJ = ZoneInfo("Asia/Shanghai")
 END = dt.date(2025, 11, 24)  # the synthetic year: the 365 Beijing days before this date
@@ -51,14 +49,7 @@ N = 20_000
 @pytest.fixture(scope="module")
 def history_url(new_database) -> str:  # type: ignore[no-untyped-def]
     """A migrated database of its own with the demo boundaries published."""
-    url = new_database("geo_history")
-    upgrade(url)
-    engine = make_engine(url, pool_size=1)
-    import_layout(
-        engine, DEMO_LAYOUT, DEMO_LABEL, crs="wgs84", effective_from=DEMO_FROM, publish=True
-    )
-    engine.dispose()
-    return str(url)
+    return load_demo(str(new_database("geo_history")))
 
 
 @pytest.fixture(scope="module")
