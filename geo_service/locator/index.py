@@ -51,7 +51,9 @@ class GridIndex:
     ring_off: npt.NDArray[np.int64]
     poly_off: npt.NDArray[np.int64]
     geom_off: npt.NDArray[np.int64]
-    state: IntArray
+    simple: npt.NDArray[np.int64]  # (start, end) of the ring of a one-ring grid, else (-1, -1)
+    state: npt.NDArray[np.int16] | IntArray
+    row_first: npt.NDArray[np.int64]
     b_start: npt.NDArray[np.int64]
     b_base: IntArray
     cand: IntArray
@@ -107,14 +109,28 @@ class GridIndex:
         cells, first = np.unique(pc, return_index=True)
         b_start = np.append(first, len(pc)).astype(np.int64)
         b_base = state[cells].astype(np.int32)
-        state[cells] = (-2 - np.arange(len(cells))).astype(np.int32)
+        # A touched cell stores -2 - j, j its rank among its row's touched cells (j < nx), and
+        # row_first[r] + j finds its candidates: the state then fits int16 for up to 32,767
+        # grids and cells per row, half the bytes, so a city's index stays in the L3 cache.
+        row_first = np.searchsorted(cells // nx, np.arange(ny + 1)).astype(np.int64)
+        state[cells] = -2 - (np.arange(len(cells)) - row_first[cells // nx])
+        one_ring = (np.diff(g_off) == 1) & (np.diff(p_off)[g_off[:-1]] == 1)
+        first_ring = r_off[p_off[g_off[:-1]]]
+        simple = np.where(
+            one_ring[:, None],
+            np.stack([first_ring, r_off[p_off[g_off[:-1]] + 1]], axis=1),
+            -1,
+        ).astype(np.int64)
+        small = len(geom_off) - 1 <= np.iinfo(np.int16).max and nx + 2 <= np.iinfo(np.int16).max
         return cls(
             xs,
             ys,
             r_off,
             p_off,
             g_off,
-            state,
+            simple,
+            state.astype(np.int16) if small else state,
+            row_first,
             b_start,
             b_base,
             pg.astype(np.int32),
@@ -142,7 +158,9 @@ class GridIndex:
             self.ring_off,
             self.poly_off,
             self.geom_off,
+            self.simple,
             self.state,
+            self.row_first,
             self.b_start,
             self.b_base,
             self.cand,
@@ -170,7 +188,15 @@ class GridIndex:
     def stats(self) -> dict[str, float]:
         """Size figures: cells, share of cells needing an exact test, memory in MB."""
         n_boundary = len(self.b_base)
-        arrays = (self.xs, self.ys, self.state, self.b_start, self.b_base, self.cand)
+        arrays = (
+            self.xs,
+            self.ys,
+            self.state,
+            self.row_first,
+            self.b_start,
+            self.b_base,
+            self.cand,
+        )
         return {
             "grids": float(self.n_grids),
             "cells": float(self.nx * self.ny),

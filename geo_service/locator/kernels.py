@@ -7,8 +7,9 @@ fast-math, so no fused multiply-add changes a rounding.
 
 Cell index: a uniform grid of cells over the extent. A cell touched by no grid boundary has one
 answer for all its points (``state >= -1``: the owner, or -1 for none); a touched cell
-(``state <= -2``) keeps the grids whose boundary touches it, lowest code first, and the
-lowest-code grid that covers it wholly (``base``); only those candidates are tested exactly.
+(``state <= -2``, -2 - its rank in its row: ``row_first[row] + rank`` numbers it) keeps the
+grids whose boundary touches it, lowest code first, and the lowest-code grid that covers it
+wholly (``base``); only those candidates are tested exactly.
 """
 
 from __future__ import annotations
@@ -215,7 +216,9 @@ def locate_points(
     ring_off,
     poly_off,
     geom_off,
+    simple,
     state,
+    row_first,
     b_start,
     b_base,
     cand,
@@ -226,14 +229,22 @@ def locate_points(
     nx,
     ny,
 ):
-    """Owner grid index of every point (-1: none); see the module docstring for ``state``."""
+    """Owner grid index of every point (-1: none); see the module docstring for ``state``.
+
+    Two passes: cell look-ups first, recording each touched-cell point's candidate list; then
+    the exact tests in row order (a counting sort), so neighbouring points reuse the cached
+    candidate lists and polygon coordinates instead of each paying several memory misses.
+    """
     n = px.shape[0]
     out = np.empty(n, dtype=np.int32)
+    kk = np.empty(n, dtype=np.int64)  # touched cell number of point i, or -1
+    rows = np.empty(n, dtype=np.int64)
     xmax = x0 + nx * dx
     ymax = y0 + ny * dy
     for i in nb.prange(n):
         x = px[i]
         y = py[i]
+        kk[i] = -1
         if not (x >= x0 and x < xmax and y >= y0 and y < ymax):  # also false for NaN
             out[i] = -1
             continue
@@ -243,11 +254,35 @@ def locate_points(
         if v >= -1:
             out[i] = v
             continue
-        k = -2 - v
+        kk[i] = row_first[r] + (-2 - v)
+        rows[i] = r
+    # counting sort of the touched-cell points by row (serial, over those points only)
+    touched = np.nonzero(kk >= 0)[0]
+    m = touched.shape[0]
+    per_row = np.zeros(ny + 1, dtype=np.int64)
+    for t in range(m):
+        per_row[rows[touched[t]] + 1] += 1
+    for r in range(ny):
+        per_row[r + 1] += per_row[r]
+    order = np.empty(m, dtype=np.int64)
+    for t in range(m):
+        i = touched[t]
+        order[per_row[rows[i]]] = i
+        per_row[rows[i]] += 1
+    for t in nb.prange(m):
+        i = order[t]
+        x = px[i]
+        y = py[i]
+        k = kk[i]
         res = b_base[k]
         for j in range(b_start[k], b_start[k + 1]):
             g = cand[j]
-            if covers(g, xs, ys, ring_off, poly_off, geom_off, x, y):
+            s0 = simple[g, 0]
+            if s0 >= 0:  # one polygon, no hole: its ring directly (fewer dependent loads)
+                hit = ring_location(xs, ys, s0, simple[g, 1], x, y) >= 0
+            else:
+                hit = covers(g, xs, ys, ring_off, poly_off, geom_off, x, y)
+            if hit:
                 res = g
                 break
         out[i] = res
