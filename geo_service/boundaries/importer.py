@@ -106,22 +106,28 @@ def check_layout(frame: gpd.GeoDataFrame, tolerance_m2: float) -> None:
         )
 
 
-def write_version(
-    conn: Connection, frame: gpd.GeoDataFrame, label: str, source: str, source_crs: str
-) -> tuple[int, int, int]:
-    """Insert a draft version holding ``frame``; return (version id, new rows, shared rows)."""
+def new_draft(conn: Connection, label: str, source: str, source_crs: str = "EPSG:4326") -> int:
+    """Insert an empty draft version row and return its id (409 when the label is taken)."""
     taken = conn.execute(
         text("SELECT 1 FROM boundary_versions WHERE label = :l"), {"l": label}
     ).first()
     if taken:
         raise Conflict(f"a boundary version labelled {label!r} exists already")
-    vid = conn.execute(
+    vid: int = conn.execute(
         text(
             "INSERT INTO boundary_versions (label, status, source, source_crs) "
             "VALUES (:l, 'draft', :s, :c) RETURNING id"
         ),
         {"l": label, "s": source, "c": source_crs},
     ).scalar_one()
+    return vid
+
+
+def write_version(
+    conn: Connection, frame: gpd.GeoDataFrame, label: str, source: str, source_crs: str
+) -> tuple[int, int, int]:
+    """Insert a draft version holding ``frame``; return (version id, new rows, shared rows)."""
+    vid = new_draft(conn, label, source, source_crs)
     rows = area_rows(frame)
     known = dict(
         conn.execute(

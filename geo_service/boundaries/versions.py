@@ -13,7 +13,7 @@ from sqlalchemy import Connection, text
 from geo_service.errors import Conflict, InvalidInput, NoBoundaryVersion, NotFound
 from geo_service.locator.locator import VersionInfo
 
-_SELECT_VERSION = "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
+SELECT_VERSION = "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
 
 
 def parse_date(value: dt.date | str | None) -> dt.date | None:
@@ -35,7 +35,7 @@ def version_in_force(conn: Connection, as_of: dt.date | None = None) -> VersionI
     day = as_of or dt.date.today()
     row = conn.execute(
         text(
-            _SELECT_VERSION + "WHERE status IN ('published', 'retired') AND effective_from <= :day "
+            SELECT_VERSION + "WHERE status IN ('published', 'retired') AND effective_from <= :day "
             "AND (effective_to IS NULL OR effective_to > :day) "
             "ORDER BY effective_from DESC, id DESC LIMIT 1"
         ),
@@ -50,12 +50,12 @@ def get_version(conn: Connection, key: int | str) -> VersionInfo:
     """A version by id or label."""
     if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
         row = conn.execute(
-            text(_SELECT_VERSION + "WHERE id = :k"),
+            text(SELECT_VERSION + "WHERE id = :k"),
             {"k": int(key)},
         ).one_or_none()
     else:
         row = conn.execute(
-            text(_SELECT_VERSION + "WHERE label = :k"),
+            text(SELECT_VERSION + "WHERE label = :k"),
             {"k": key},
         ).one_or_none()
     if row is None:
@@ -65,7 +65,7 @@ def get_version(conn: Connection, key: int | str) -> VersionInfo:
 
 def list_versions(conn: Connection) -> list[VersionInfo]:
     """Every version, newest first."""
-    rows = conn.execute(text(_SELECT_VERSION + "ORDER BY id DESC")).all()
+    rows = conn.execute(text(SELECT_VERSION + "ORDER BY id DESC")).all()
     return [_info(r) for r in rows]
 
 

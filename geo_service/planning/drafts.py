@@ -17,6 +17,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
+from geo_service.boundaries import versions
 from geo_service.boundaries.codes import LEVELS
 from geo_service.boundaries.importer import SUBDIVIDE_MAX_VERTICES, area_rows, write_version
 from geo_service.boundaries.reader import read_layout
@@ -156,24 +157,10 @@ def create_draft(
     with engine.begin() as conn:
         vid, new, shared = write_version(conn, frame, label, source, layout.source_crs)
         seed_units(conn, vid)
-        info = get_info(conn, vid)
+        info = versions.get_version(conn, vid)
     counts = {str(k): int(v) for k, v in frame["level"].value_counts().items()}
     errors = sum(severity(p.kind) == "error" for p in problems)
     return DraftCreated(info, counts, new, shared, errors, len(problems) - errors)
-
-
-def get_info(conn: Connection, version_id: int) -> VersionInfo:
-    """The version row ``version_id`` (404 when there is none)."""
-    row = conn.execute(
-        text(
-            "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
-            "WHERE id = :v"
-        ),
-        {"v": version_id},
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"no boundary version {version_id}")
-    return VersionInfo(row.id, row.label, row.status, row.effective_from, row.effective_to)
 
 
 def lock_draft(conn: Connection, version_id: int) -> VersionInfo:
@@ -182,11 +169,7 @@ def lock_draft(conn: Connection, version_id: int) -> VersionInfo:
     Publishing code should take the same lock before validating, so no edit slips in between.
     """
     row = conn.execute(
-        text(
-            "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
-            "WHERE id = :v FOR UPDATE"
-        ),
-        {"v": version_id},
+        text(versions.SELECT_VERSION + "WHERE id = :v FOR UPDATE"), {"v": version_id}
     ).one_or_none()
     if row is None:
         raise NotFound(f"no boundary version {version_id}")

@@ -16,7 +16,7 @@ import geopandas as gpd
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from geo_service.errors import Conflict
+from geo_service.boundaries.importer import new_draft
 from geo_service.planning.drafts import store_areas
 from geo_service.routing import seed_units
 
@@ -42,18 +42,7 @@ def store_layout(conn: Connection, frame: gpd.GeoDataFrame, label: str, source: 
 
     A row whose content the caller changed must have its ``area_id`` cleared.
     """
-    taken = conn.execute(
-        text("SELECT 1 FROM boundary_versions WHERE label = :l"), {"l": label}
-    ).first()
-    if taken:
-        raise Conflict(f"a boundary version labelled {label!r} exists already")
-    vid = conn.execute(
-        text(
-            "INSERT INTO boundary_versions (label, status, source, source_crs) "
-            "VALUES (:l, 'draft', :s, 'EPSG:4326') RETURNING id"
-        ),
-        {"l": label, "s": source},
-    ).scalar_one()
+    vid = new_draft(conn, label, source)
     ids = pd.to_numeric(frame["area_id"], errors="coerce") if "area_id" in frame else None
     fresh = frame.loc[ids.isna()] if ids is not None else frame
     kept = frame.loc[ids.notna()] if ids is not None else frame.iloc[:0]
