@@ -7,6 +7,7 @@ import datetime as dt
 import zipfile
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
 import shapely
 from shapely import affinity
@@ -26,7 +27,7 @@ from geo_service.errors import (
     InvalidInput,
     TooLarge,
 )
-from tests.layouts import small_layout
+from tests.layouts import STEP, X0, Y0, small_layout
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +179,29 @@ def test_gap_between_siblings_is_refused(db: Engine, tmp_layout) -> None:
     exc = _refused(db, tmp_layout(frame))
     gaps = [p for p in exc.details if p["kind"] == "gap"]
     assert gaps and gaps[0]["codes"] == ["330411101002"] and gaps[0]["area_m2"] > 10_000
+
+
+def test_vertices_added_on_a_straight_shared_edge_are_no_sliver(db: Engine, tmp_layout) -> None:
+    """Two towns share a 1.5 km diagonal edge; one of them carries extra vertices along it.
+    Rounded to doubles they are not exactly collinear, so GEOS leaves hair-thin slivers; those
+    are measured in the lon/lat plane (about 0 m²), not after projecting, where the projection's
+    curvature alone makes an 8 m² false gap here."""
+    x0, y0, x1, y1 = X0, Y0, X0 + 8 * STEP, Y0 + 2 * STEP
+    a, b = (X0 + 3 * STEP, y0), (X0 + 5 * STEP, y1)
+    along = [(a[0] + (b[0] - a[0]) * k / 7, a[1] + (b[1] - a[1]) * k / 7) for k in range(1, 7)]
+    frame = gpd.GeoDataFrame(
+        [
+            {"code": "330411", "name": "测试区", "level": "district", "parent_code": "",
+             "geometry": box(x0, y0, x1, y1)},
+            {"code": "330411100", "name": "西镇", "level": "town", "parent_code": "330411",
+             "geometry": Polygon([(x0, y0), a, b, (x0, y1)])},
+            {"code": "330411101", "name": "东镇", "level": "town", "parent_code": "330411",
+             "geometry": Polygon([a, (x1, y0), (x1, y1), b, *reversed(along)])},
+        ],
+        geometry="geometry", crs="EPSG:4326",
+    )  # fmt: skip
+    summary = import_layout(db, tmp_layout(frame), "collinear-vertices", crs="wgs84")
+    assert summary.version.status == "draft"
 
 
 def test_child_outside_its_parent_is_refused(db: Engine, tmp_layout) -> None:

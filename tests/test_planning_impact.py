@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from geo_service.app import create_app
 from geo_service.maps.base import remote_assets
-from geo_service.planning.grid_diff import area_m2
+from geo_service.metric import lonlat_area_m2 as area_m2
 from geo_service.reports.queries import OPEN_STATUSES
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.settings import DatabaseSettings, Settings

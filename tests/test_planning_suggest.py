@@ -18,7 +18,7 @@ from sqlalchemy import text
 from geo_service.app import create_app
 from geo_service.boundaries import versions
 from geo_service.metric import local_metric
-from geo_service.planning.grid_diff import area_m2
+from geo_service.metric import lonlat_area_m2 as area_m2
 from geo_service.planning.splitting import split_polygon
 from geo_service.planning.suggest import workload_index
 from geo_service.settings import DatabaseSettings, Settings

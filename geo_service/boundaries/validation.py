@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo_service.boundaries.codes import LEVELS, is_valid_code, parent_level
-from geo_service.metric import local_metric, project
+from geo_service.metric import lonlat_area_m2
 
 DEFAULT_TOLERANCE_M2 = 1.0
 _REASON_XY = re.compile(r"\[([-\d.eE+]+)\s+([-\d.eE+]+)\]")
@@ -145,18 +145,16 @@ def _topology(
 ) -> list[Problem]:
     """Children outside their parent, overlaps and gaps between siblings, over the tolerance.
 
-    Set operations run on the stored lon/lat geometry, the plane PostGIS answers in; only the
-    resulting pieces are projected to measure their area in m².
+    Set operations run on the stored lon/lat geometry, the plane PostGIS answers in, and the
+    resulting pieces are measured in that plane too (:func:`lonlat_area_m2`), so a vertex
+    added on a straight shared edge is no sliver.
     """
     problems: list[Problem] = []
     codes = frame["code"].to_numpy(dtype=object)
     parents = frame["parent_code"].to_numpy(dtype=object)
     levels = frame["level"].to_numpy(dtype=object)
     geoms = frame.geometry.to_numpy()
-    to_m = local_metric(frame.total_bounds)
-
-    def area_m2(pieces: np.ndarray) -> np.ndarray:
-        return np.asarray(shapely.area(project(pieces, to_m)), dtype=float)
+    area_m2 = lonlat_area_m2
 
     def problem(kind: str, msg: str, cs: list[str], piece: BaseGeometry, area: float) -> Problem:
         return Problem(kind, msg, cs, location=_point_of(piece), area_m2=area, geometry=piece)

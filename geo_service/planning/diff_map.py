@@ -19,7 +19,8 @@ from markupsafe import escape
 from geo_service.maps.base import operator_map, render_page
 from geo_service.maps.controls import Legend, Panel
 from geo_service.maps.layers import boundary_layer, fill, geojson_layer, outline
-from geo_service.planning.grid_diff import GridDiff, area_m2
+from geo_service.metric import lonlat_area_m2 as area_m2
+from geo_service.planning.grid_diff import GridDiff
 from geo_service.planning.impact import Side
 
 KIND_COLOURS: Final = {

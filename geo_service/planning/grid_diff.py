@@ -15,8 +15,6 @@ and report a phantom sliver.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,30 +23,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import shapely
-from shapely.geometry.base import BaseGeometry
+
+from geo_service.metric import lonlat_area_m2 as area_m2
 
 AREA_TOLERANCE_M2 = 1.0
 LEVELS = ("district", "town", "community", "grid")
 _ATTRIBUTES = ("name", "parent_code", "households", "population", "grid_worker", "grid_leader")
-_A = 6_378_137.0  # WGS84
-_E2 = 6.694_379_990_14e-3
 
 FloatArray = npt.NDArray[np.float64]
 Geoms = npt.NDArray[np.object_]
-
-
-def area_m2(geoms: npt.ArrayLike | Sequence[BaseGeometry]) -> FloatArray:
-    """Areas in m² of lon/lat geometries, by the ellipsoid's scale at each one's middle."""
-    g = np.asarray(geoms, dtype=object)
-    if g.size == 0:
-        return np.zeros(0)
-    bounds = shapely.bounds(g)  # NaN for empty geometries, whose area is 0
-    lat = np.radians(np.nan_to_num((bounds[:, 1] + bounds[:, 3]) / 2))
-    w = 1 - _E2 * np.sin(lat) ** 2
-    per_deg_lat = math.radians(1.0) * _A * (1 - _E2) / w**1.5
-    per_deg_lon = math.radians(1.0) * _A * np.cos(lat) / np.sqrt(w)
-    out = np.asarray(shapely.area(g), dtype=np.float64) * per_deg_lat * per_deg_lon
-    return np.nan_to_num(out)
 
 
 @dataclass

@@ -15,7 +15,8 @@ import shapely
 from sqlalchemy import Connection, text
 
 from geo_service.errors import NotFound
-from geo_service.planning.grid_diff import AREA_TOLERANCE_M2, area_m2
+from geo_service.metric import lonlat_area_m2 as area_m2
+from geo_service.planning.grid_diff import AREA_TOLERANCE_M2
 
 _VERSIONS = text(
     "SELECT id, label, status, effective_from, effective_to, published_at, rolled_back_at "
