@@ -48,7 +48,10 @@ def upgrade() -> None:
         sa.Column("boundaries", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
-    op.execute(f"INSERT INTO layer_generations (shard) SELECT generate_series(0, {SHARDS - 1})")
+    op.execute(
+        sa.text("INSERT INTO layer_generations (shard) SELECT generate_series(0, :last)")
+        .bindparams(last=SHARDS - 1)
+    )
     op.execute(f"""
         CREATE FUNCTION bump_layer_generation() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
