@@ -20,7 +20,7 @@ from shapely.ops import split
 from sqlalchemy import Connection
 
 from geo_service.boundaries.reader import MAX_VERTICES_PER_FEATURE
-from geo_service.coords import check_lonlat, normalize_crs, to_wgs84
+from geo_service.coords import to_wgs84
 from geo_service.errors import InvalidCoordinates, InvalidGeometry, InvalidInput, TooLarge
 from geo_service.metric import local_metric, project
 from geo_service.planning.drafts import StoredArea, grid, lock_draft, swap_areas
@@ -82,11 +82,7 @@ def geometry_from_geojson(
     if geom.is_empty:
         raise InvalidGeometry(f"{what} is empty")
     xy = shapely.get_coordinates(geom)
-    name = normalize_crs(crs)
-    if name in ("wgs84", "cgcs2000"):
-        check_lonlat(xy[:, 0], xy[:, 1])
-        return geom
-    x, y = to_wgs84(xy[:, 0], xy[:, 1], name)
+    x, y = to_wgs84(xy[:, 0], xy[:, 1], crs)  # checks lon/lat; WGS84/CGCS2000 kept as given
     return shapely.set_coordinates(geom, np.column_stack([x, y]))
 
 

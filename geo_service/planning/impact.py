@@ -54,10 +54,6 @@ class Side:
             raise InvalidInput(f"version {info.label!r} holds no grids")
         return cls(info, areas, Locator.from_frame(areas, info))
 
-    @classmethod
-    def of(cls, locator: Locator, areas: gpd.GeoDataFrame) -> Side:
-        return cls(locator.version, areas, locator)
-
 
 def routing_with_areas(routing: RoutingTable, areas: gpd.GeoDataFrame) -> RoutingTable:
     """``routing`` plus the standing units an area set would get on publish (negative ids).
@@ -107,14 +103,19 @@ def _chains(locator: Locator) -> list[dict[str, str] | None]:
 
 
 def _units(
-    side: Side, routing: RoutingTable, points: ReportPoints, mask: npt.NDArray[np.bool_]
+    side: Side,
+    routing: RoutingTable,
+    points: ReportPoints,
+    mask: npt.NDArray[np.bool_],
+    grid_index: npt.NDArray[np.int32],
 ) -> npt.NDArray[np.object_]:
-    """The unit each masked report's case goes to under one version.
+    """The unit each masked report's case goes to under one version (``grid_index``: every
+    report's grid there, as :func:`relocate` found it).
 
     Every case of one category and level in one grid goes to the same unit, so routing runs
     once per distinct (grid, category, level) and the answers are spread back.
     """
-    gi = side.locator.locate(points.lon[mask], points.lat[mask]).grid_index.astype(np.int64)
+    gi = grid_index[mask].astype(np.int64)
     n_cat, n_lvl = len(CATEGORY_CODES) + 1, len(HANDLING_LEVELS) + 1
     key = ((gi + 1) * n_cat + points.category[mask]) * n_lvl + points.level[mask]
     distinct, inverse = np.unique(key, return_inverse=True)
@@ -142,8 +143,8 @@ def relocate(
     open_ = points.open
     t0 = time.perf_counter()
     routable = open_ & (points.category > 0) & (points.level > 0)
-    units_b = _units(base, routing, points, routable)
-    units_d = _units(draft, routing_with_areas(routing, draft.areas), points, routable)
+    units_b = _units(base, routing, points, routable, gi_b)
+    units_d = _units(draft, routing_with_areas(routing, draft.areas), points, routable, gi_d)
     unit_changed = int(np.count_nonzero(units_b != units_d))
     timings["route_s"] = time.perf_counter() - t0
 

@@ -27,7 +27,7 @@ from geo_service.errors import BoundaryValidationFailed
 from geo_service.locator import Locator, VersionInfo
 from geo_service.planning.drafts import lock_draft
 from geo_service.planning.reroute import Rerouted, follow_version
-from geo_service.planning.validation_report import problem_dict, validation_errors
+from geo_service.planning.validation_report import refusal, validation_errors
 from geo_service.routing import RoutingTable, seed_units
 from geo_service.settings import PlanningSettings
 
@@ -77,12 +77,8 @@ def publish_draft(
     draft = lock_draft(conn, version_id)
     errors = validation_errors(conn, version_id, limits)
     if errors:
-        kinds = sorted({p.kind for p in errors})
-        raise BoundaryValidationFailed(
-            f"version {draft.label!r} has {len(errors)} validation error(s) "
-            f"({', '.join(kinds)}): fix them before publishing; first: {errors[0].message}",
-            details=[problem_dict(p) for p in errors],
-        )
+        message, details = refusal(draft.label, errors)
+        raise BoundaryValidationFailed(message, details=details)
     info = versions.publish(conn, version_id, effective_from)
     seed_units(conn, version_id)
     replaced = versions.replaced_by_publish(conn, version_id)

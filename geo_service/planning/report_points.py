@@ -138,13 +138,3 @@ def read_report_points(conn: Connection, since: dt.date | None = None) -> Report
         category,
         level,
     )
-
-
-def category_code(index: int) -> str | None:
-    """The category code of a 1-based :attr:`ReportPoints.category` value."""
-    return CATEGORY_CODES[index - 1] if 0 < index <= len(CATEGORY_CODES) else None
-
-
-def level_name(index: int) -> str | None:
-    """The handling level of a 1-based :attr:`ReportPoints.level` value."""
-    return HANDLING_LEVELS[index - 1] if 0 < index <= len(HANDLING_LEVELS) else None

@@ -217,11 +217,16 @@ def check_publishable(
 ) -> None:
     """Raise :class:`Conflict` (409) listing every error when the version may not be published."""
     report = validation_report(conn, version_id, limits)
-    errors = report.errors
-    if errors:
-        kinds = sorted({p.kind for p in errors})
-        raise Conflict(
-            f"version {report.version.label!r} has {len(errors)} validation error(s) "
-            f"({', '.join(kinds)}): fix them before publishing; first: {errors[0].message}",
-            details=[problem_dict(p) for p in errors],
-        )
+    if report.errors:
+        message, details = refusal(report.version.label, report.errors)
+        raise Conflict(message, details=details)
+
+
+def refusal(label: str, errors: list[Problem]) -> tuple[str, list[dict[str, Any]]]:
+    """The message and details that refuse publishing version ``label`` for its ``errors``."""
+    kinds = sorted({p.kind for p in errors})
+    message = (
+        f"version {label!r} has {len(errors)} validation error(s) "
+        f"({', '.join(kinds)}): fix them before publishing; first: {errors[0].message}"
+    )
+    return message, [problem_dict(p) for p in errors]
