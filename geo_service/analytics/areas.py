@@ -94,12 +94,13 @@ def coverage(
             raise NotFound(f"no area {area!r} in the boundary version in force")
         return hit.iloc[0]
     info = version(conn, as_of)
+    key = (_database(conn, info.id), info.id)
     with _lock:
-        geom = _coverage.get((_database(conn, info.id), info.id))
+        geom = _coverage.get(key)
     if geom is None:
         grids = areas(conn, "grid", as_of)
         geom = shapely.union_all(np.asarray(grids.geometry.values), grid_size=None)
-        _remember(_coverage, (_database(conn, info.id), info.id), geom)
+        _remember(_coverage, key, geom)
     return geom
 
 

@@ -19,12 +19,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from geo_service.boundaries.codes import CODE_LENGTH, level_of
 from geo_service.errors import InvalidInput
-from geo_service.reports.queries import OPEN_STATUSES, parse_bbox
+from geo_service.reports.queries import CLOSED_STATUSES, OPEN_STATUSES, STATUSES, parse_bbox
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS
 
 LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
-CLOSED_STATUSES: Final = ("evaluated", "rejected")
-STATUSES: Final = (*OPEN_STATUSES, *CLOSED_STATUSES)
 # shorthands accepted in ``status=``
 STATUS_ALIASES: Final = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES}
 AREA_LEVELS: Final = tuple(CODE_LENGTH)  # district, town, community, grid

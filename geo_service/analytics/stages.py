@@ -16,15 +16,11 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 from sqlalchemy import (
-    BigInteger,
     Connection,
     DateTime,
-    String,
-    column,
     func,
     literal,
     select,
-    table,
 )
 
 from geo_service.analytics import areas as area_data
@@ -35,17 +31,10 @@ from geo_service.analytics.filters import (
     reports,
     window_conditions,
 )
-from geo_service.reports.queries import OPEN_STATUSES
+from geo_service.reports.queries import OPEN_STATUSES, events
 
 COUNT_COLUMNS: Final = ("reports", "open", "overdue", "supervised", "supervised_open")
 
-events = table(
-    "report_events",
-    column("id", BigInteger),
-    column("report_id", BigInteger),
-    column("at", DateTime(timezone=True)),
-    column("action", String),
-)
 
 
 def _cases(f: AnalysisFilter, length: int):  # type: ignore[no-untyped-def]

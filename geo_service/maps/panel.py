@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from geo_service.analytics.filters import STATUSES
 from geo_service.maps import html
 from geo_service.maps.params import MapQuery, form_time
+from geo_service.reports.queries import STATUSES
 from geo_service.reports.taxonomy import CATEGORIES, CHANNELS
 
 PAGES: Final = (

@@ -5,21 +5,14 @@ centre), taken from the service's in-memory routing table (no query per page).""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
 
 from geo_service.routing import RoutingTable
-
-RESPONSIBLE_TYPE: Final = {
-    "grid": "grid_team",
-    "community": "community_committee",
-    "town": "town_centre",
-    "district": "district_centre",
-}
+from geo_service.tiles.layers import OWN_UNIT
 
 
 def responsible_units(table: RoutingTable, level: str, codes: Iterable[str]) -> list[str]:
     """``"name (unit code)"`` of each area's standing unit; empty where it has none."""
-    unit_type = RESPONSIBLE_TYPE[level]
+    unit_type = OWN_UNIT[level]
     out = []
     for code in codes:
         unit = table.units.get((unit_type, code))

@@ -23,6 +23,7 @@ from geo_service.coords import normalize_crs, to_wgs84
 from geo_service.errors import GeoServiceError, InvalidInput
 from geo_service.reports.history_model import LOOP_STEPS, OTHER_TIMES, STEP_COLUMNS
 from geo_service.reports.placement import base_levels
+from geo_service.reports.queries import CLOSED_STATUSES
 from geo_service.reports.schemas import CHINA_TZ, FUTURE_SLACK
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS, HANDLING_LEVELS
 
@@ -345,7 +346,7 @@ def _check_loop(
     _check_status(frame, derived, p)
     out["status"] = derived
     closed = times["evaluated_at"].where(derived == "evaluated", times["rejected_at"])
-    out["closed_at"] = closed.where(np.isin(derived, ("evaluated", "rejected")))
+    out["closed_at"] = closed.where(np.isin(derived, CLOSED_STATUSES))
     moved = latest.where(_present(latest), times["reported_at"])
     out["status_at"] = moved.where(~rejected, times["rejected_at"])
     out["rating"] = _rating(frame, derived, p)

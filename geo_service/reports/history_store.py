@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 
 from geo_service.analytics.h3sql import cells_of_points
-from geo_service.reports import placement
+from geo_service.reports import intake_store, placement
 from geo_service.reports.history_versions import BoundaryTimeline
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, next_level
 from geo_service.routing import RoutingTable
@@ -111,7 +111,6 @@ SELECT (SELECT count(*) FROM ins) AS stored,
        (SELECT count(*) FROM ev) AS events
 """)
 _DROP_STAGING = text("DROP TABLE history_reports, history_events")
-_NEXT_IDS = text("SELECT nextval('reports_id_seq') FROM generate_series(1, :n)")
 _EXISTING = text(
     "SELECT idempotency_key FROM reports WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
 )
@@ -299,8 +298,7 @@ class ChunkResult:
 
 def reserve_ids(conn: Connection, n: int) -> npt.NDArray[np.int64]:
     """``n`` report ids from the table's sequence, increasing (so ids follow time)."""
-    ids = conn.execute(_NEXT_IDS, {"n": n}).scalars().all() if n else []
-    return np.asarray(ids, dtype=np.int64)
+    return np.asarray(intake_store.reserve_ids(conn, n), dtype=np.int64)
 
 
 def store_chunk(conn: Connection, chunk: Chunk, ids: npt.NDArray[np.int64]) -> ChunkResult:

@@ -96,12 +96,17 @@ def locate(
     )
 
 
+def base_level(category: str, hard: bool) -> str:
+    """Where a case is handled first: its category's level, one up for a hard case."""
+    level = CATEGORY_BY_CODE[category].level
+    return (next_level(level) or level) if hard else level
+
+
 def base_levels(categories: Strings, hard: Sequence[bool] | npt.NDArray[np.bool_]) -> ObjectArray:
-    """Where each case is handled first: its category's level, one up for a hard case."""
+    """:func:`base_level` of each case."""
     out = np.empty(len(categories), dtype=object)
     for i, (code, is_hard) in enumerate(zip(categories, hard, strict=True)):
-        level = CATEGORY_BY_CODE[code].level
-        out[i] = (next_level(level) or level) if is_hard else level
+        out[i] = base_level(code, bool(is_hard))
     return out
 
 

@@ -36,6 +36,8 @@ OPEN_STATUSES = (
     "verified",
     "fed_back",
 )
+CLOSED_STATUSES = ("evaluated", "rejected")
+STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
 MAX_LIMIT = 1000
 
 reports = table(
@@ -76,6 +78,19 @@ units = table(
     column("code", String),
     column("name", String),
     column("unit_type", String),
+)
+events = table(
+    "report_events",
+    column("id", BigInteger),
+    column("report_id", BigInteger),
+    column("at", DateTime(timezone=True)),
+    column("action", String),
+    column("from_status", String),
+    column("to_status", String),
+    column("unit_id", Integer),
+    column("actor_key_id", Integer),
+    column("actor", String),
+    column("note", String),
 )
 contacts = table(
     "report_contacts",

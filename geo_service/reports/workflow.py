@@ -15,22 +15,26 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     Connection,
-    DateTime,
-    Integer,
-    String,
-    column,
     func,
     insert,
     literal,
     select,
-    table,
     text,
     update,
 )
 
 from geo_service.auth import Principal, require
 from geo_service.errors import Conflict, InvalidInput, NotFound
-from geo_service.reports.queries import OPEN_STATUSES, reports, units, visible_to
+from geo_service.reports.placement import base_level
+from geo_service.reports.queries import (
+    CLOSED_STATUSES,
+    OPEN_STATUSES,
+    STATUSES,
+    events,
+    reports,
+    units,
+    visible_to,
+)
 from geo_service.reports.taxonomy import (
     CATEGORY_BY_CODE,
     HANDLING_LEVELS,
@@ -39,8 +43,6 @@ from geo_service.reports.taxonomy import (
 )
 from geo_service.routing import RoutingTable
 
-CLOSED_STATUSES: Final = ("evaluated", "rejected")
-STATUSES: Final = (*OPEN_STATUSES, *CLOSED_STATUSES)
 # status -> {target status: action}; the only moves there are
 TRANSITIONS: Final[dict[str, dict[str, str]]] = {
     "discovered": {"accepted": "accept", "rejected": "reject"},
@@ -83,19 +85,6 @@ _LEVEL_OF_UNIT_AREA: Final = {
     "district": "county",
 }
 
-events = table(
-    "report_events",
-    column("id", BigInteger),
-    column("report_id", BigInteger),
-    column("at", DateTime(timezone=True)),
-    column("action", String),
-    column("from_status", String),
-    column("to_status", String),
-    column("unit_id", Integer),
-    column("actor_key_id", Integer),
-    column("actor", String),
-    column("note", String),
-)
 
 
 @dataclass(frozen=True)
@@ -272,17 +261,11 @@ def _open_case(conn: Connection, report_id: int, principal: Principal, action: s
     return case
 
 
-def _base_level(category: str, hard: bool) -> str:
-    """Where a category is handled first, one level up for a hard case (as at intake)."""
-    level = CATEGORY_BY_CODE[category].level
-    return (next_level(level) or level) if hard else level
-
-
 def _reassigned_level(case: _Case, category: str) -> str:
     """The new category's first level, or the level the case was escalated to if higher."""
     rank = HANDLING_LEVELS.index
-    base = _base_level(category, case.hard)
-    escalated = rank(case.handling_level) > rank(_base_level(case.category, case.hard))
+    base = base_level(category, case.hard)
+    escalated = rank(case.handling_level) > rank(base_level(case.category, case.hard))
     return case.handling_level if escalated and rank(case.handling_level) > rank(base) else base
 
 

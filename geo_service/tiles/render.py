@@ -17,7 +17,7 @@ from geo_service.analytics import h3sql
 from geo_service.analytics.filters import AnalysisFilter
 from geo_service.analytics.heat import cell_counts, heat_areas, heat_cells
 from geo_service.analytics.hotspots import NotEnoughFeatures, NoVariation, hotspots
-from geo_service.analytics.privacy import small, suppress
+from geo_service.analytics.privacy import suppress
 from geo_service.tiles.address import Tile
 from geo_service.tiles.cache import CachedTile
 from geo_service.tiles.features import AnalysisCache, AreaFigures, FeatureSet, column_values
@@ -173,7 +173,7 @@ def reports_tile(conn: Connection, tile: Tile, q: TileQuery, ctx: RenderContext)
 
     def clusters() -> FeatureSet:
         counts = cell_counts(conn, f, res)
-        counts = counts[~small(counts["n"].to_numpy(), q.k)] if q.k > 1 else counts
+        counts = suppress(counts, q.k)
         cells = counts["h3"].to_numpy()
         lon, lat = h3sql.centres(cells)
         frame = gpd.GeoDataFrame(
