@@ -37,9 +37,7 @@ class LocatorCache:
 
     def _build(self, version_id: int) -> Locator:
         with self.engine.connect() as conn:
-            info = versions.get_version(conn, version_id)
-            areas = versions.load_areas(conn, version_id)
-        return Locator.from_frame(areas, info)
+            return Locator.from_connection(conn, version=version_id)
 
     async def get(self, as_of: dt.date | None = None) -> Locator:
         """The Locator of the version in force on ``as_of`` (today when None)."""

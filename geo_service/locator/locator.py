@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -24,6 +24,9 @@ from geo_service.coords import to_wgs84
 from geo_service.errors import InvalidInput
 from geo_service.locator.index import GridIndex
 from geo_service.metric import local_metric, project
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 FloatArray = npt.NDArray[np.float64]
 CHAIN_LEVELS = ("district", "town", "community")
@@ -136,20 +139,27 @@ class Locator:
 
         ``version`` (id or label) picks a version explicitly instead, drafts included.
         """
-        from geo_service.boundaries import versions
         from geo_service.db.engine import make_engine
 
         engine = make_engine(url, pool_size=1)
         try:
             with engine.connect() as conn:
-                if version is not None:
-                    info = versions.get_version(conn, version)
-                else:
-                    info = versions.version_in_force(conn, versions.parse_date(as_of))
-                areas = versions.load_areas(conn, info.id)
+                return cls.from_connection(conn, as_of, version)
         finally:
             engine.dispose()
-        return cls.from_frame(areas, info)
+
+    @classmethod
+    def from_connection(
+        cls, conn: Connection, as_of: dt.date | str | None = None, version: int | str | None = None
+    ) -> Locator:
+        """:meth:`from_database` on an open connection (inside the caller's transaction)."""
+        from geo_service.boundaries import versions
+
+        if version is not None:
+            info = versions.get_version(conn, version)
+        else:
+            info = versions.version_in_force(conn, versions.parse_date(as_of))
+        return cls.from_frame(versions.load_areas(conn, info.id), info)
 
     # -- queries -----------------------------------------------------------------------------
 

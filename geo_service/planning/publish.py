@@ -50,18 +50,12 @@ class Switch:
         }
 
 
-def _locator(conn: Connection, version_id: int) -> Locator:
-    info = versions.get_version(conn, version_id)
-    return Locator.from_frame(versions.load_areas(conn, version_id), info)
-
-
 def follow_in_force(
     conn: Connection, principal: Principal | None, reason: str, today: dt.date | None = None
 ) -> Rerouted:
     """Move open cases to the version in force today (see :mod:`reroute`)."""
-    info = versions.version_in_force(conn, today)
-    assert info.id is not None
-    return follow_version(conn, _locator(conn, info.id), RoutingTable.load(conn), principal, reason)
+    locator = Locator.from_connection(conn, as_of=today)
+    return follow_version(conn, locator, RoutingTable.load(conn), principal, reason)
 
 
 def publish_draft(
