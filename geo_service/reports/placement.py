@@ -73,7 +73,8 @@ def locate(
     """The owner grid and code chain of WGS84 points (see :class:`Placement`)."""
     x = np.asarray(lon, dtype=np.float64)
     y = np.asarray(lat, dtype=np.float64)
-    found = locator.locate(x, y).grid_index
+    located = locator.locate(x, y)
+    found = located.grid_index
     grids = locator.grids
     inside = found >= 0
     safe = np.where(inside, found, 0)
@@ -86,13 +87,13 @@ def locate(
             out[ok] = col[ok]
         columns[level] = out
     columns["district"][~inside] = routing.default_district
-    codes = np.full(len(found), None, dtype=object)
-    names = np.full(len(found), None, dtype=object)
-    if len(grids):
-        codes[inside] = grids["code"].to_numpy(dtype=object)[found[inside]].astype(str)
-        names[inside] = grids["name"].to_numpy(dtype=object)[found[inside]].astype(str)
     return Placement(
-        found, codes, names, columns["community"], columns["town"], columns["district"]
+        found,
+        located.grid_code,
+        located.grid_name,
+        columns["community"],
+        columns["town"],
+        columns["district"],
     )
 
 
