@@ -21,11 +21,9 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 from geoalchemy2.functions import ST_X, ST_Y, ST_MakeEnvelope
 from pydantic import ValidationError
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Integer,
     String,
-    bindparam,
     column,
     func,
     select,
@@ -325,8 +323,7 @@ def _chain_names() -> Any:
 
 def _conditions(f: RequestFilter) -> list[ColumnElement[bool]]:
     if f.ids is not None:  # the spec: an id list overrides every other filter
-        # bigint, as in the table (queries.reports declares the column as Integer)
-        return [reports.c.id.in_(bindparam("ids", f.ids, expanding=True, type_=BigInteger))]
+        return [reports.c.id.in_(f.ids)]
     conds: list[ColumnElement[bool]] = []
     if f.service_codes:
         conds.append(reports.c.category.in_(f.service_codes))
