@@ -27,15 +27,19 @@ lint: python-deps
 setup: system-deps python-deps
 
 # Debian packages, in one apt-get run: PostgreSQL + PostGIS (only when DATABASE_URL is unset),
-# with TEST_TOOLS=1 (make test) also chromium (the operator-map browser tests) and gdal-bin
-# (GDAL reads our OGC API over OAPIF).
+# fonts-noto-cjk and Pango (WeasyPrint prints the Chinese reports), with TEST_TOOLS=1 (make test)
+# also chromium (the browser tests), gdal-bin (GDAL reads our OGC API over OAPIF) and
+# poppler-utils (pdftotext reads the printed reports).
 system-deps:
 	@missing=""; \
 	if [ -z "$$DATABASE_URL" ] && ! [ -f /usr/share/postgresql/$(PG_MAJOR)/extension/postgis.control ]; then \
 	  missing="$$missing postgresql-$(PG_MAJOR)-postgis-3"; fi; \
+	[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing="$$missing fonts-noto-cjk"; \
+	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$(TEST_TOOLS)" ]; then \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	  command -v ogrinfo >/dev/null 2>&1 || missing="$$missing gdal-bin"; fi; \
+	  command -v ogrinfo >/dev/null 2>&1 || missing="$$missing gdal-bin"; \
+	  command -v pdftotext >/dev/null 2>&1 || missing="$$missing poppler-utils"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (need root, or set DATABASE_URL)"; exit 1; fi; \
 	  echo "installing$$missing ..."; \

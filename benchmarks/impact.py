@@ -29,13 +29,13 @@ from geo_service.boundaries import versions
 from geo_service.boundaries.importer import import_layout
 from geo_service.db.engine import make_engine
 from geo_service.db.migrate import upgrade
+from geo_service.demo.year import synthesize_year
 from geo_service.locator import Locator
 from geo_service.planning.impact import SideCache, version_impact
 from geo_service.planning.layout_store import store_layout
 from geo_service.planning.report_points import ReportPoints
 from geo_service.planning.suggest import plan_edits
 from geo_service.reports import placement
-from geo_service.reports.history import synthesize_year
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE
 from geo_service.routing import RoutingTable
 from geo_service.settings import PROJECT_ROOT, PlanningSettings

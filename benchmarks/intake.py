@@ -39,8 +39,8 @@ from geo_service.auth import create_key
 from geo_service.boundaries.importer import import_layout
 from geo_service.db.engine import make_engine
 from geo_service.db.migrate import upgrade
+from geo_service.demo.year import synthesize_year
 from geo_service.locator import Locator
-from geo_service.reports.history import synthesize_year
 from geo_service.settings import PROJECT_ROOT
 
 N_REPORTS = 80_000  # per format

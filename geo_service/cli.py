@@ -304,7 +304,7 @@ def reports_import(
     routed as at intake, in one transaction; a bad row refuses the file (exit 1, nothing
     written) unless --skip-bad. Re-importing adds only rows not stored before."""
     from geo_service.db.engine import make_engine
-    from geo_service.reports.history_versions import BoundaryTimeline
+    from geo_service.reports.import_versions import BoundaryTimeline
     from geo_service.reports.importer import import_history, open_history
     from geo_service.routing import RoutingTable
 

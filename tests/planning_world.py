@@ -18,11 +18,11 @@ from geo_service.auth import create_key
 from geo_service.boundaries import versions
 from geo_service.db.cluster import drop_database
 from geo_service.db.engine import make_engine
+from geo_service.demo.year import synthesize_year
 from geo_service.locator import Locator
 from geo_service.planning.layout_store import store_layout
 from geo_service.planning.report_points import read_report_points
 from geo_service.planning.suggest import Plan, plan_edits
-from geo_service.reports.history import synthesize_year
 from geo_service.reports.importer import import_history
 from geo_service.routing import RoutingTable
 from geo_service.settings import PlanningSettings

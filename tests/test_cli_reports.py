@@ -21,8 +21,8 @@ from geo_service.cli import app
 from geo_service.coords import wgs84_to_gcj02
 from geo_service.db.engine import make_engine
 from geo_service.db.migrate import upgrade
+from geo_service.demo.year import synthesize_year
 from geo_service.locator import Locator
-from geo_service.reports.history import synthesize_year
 from geo_service.reports.schemas import CHINA_TZ
 from tests.layouts import STEP, Y0, small_layout
 

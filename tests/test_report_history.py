@@ -22,10 +22,10 @@ from sqlalchemy import Engine, text
 
 from geo_service.coords import wgs84_to_gcj02
 from geo_service.db.engine import make_engine
+from geo_service.demo.model import STEP_COLUMNS
+from geo_service.demo.year import COLUMNS, synthesize_year
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
-from geo_service.reports.history import COLUMNS, synthesize_year
-from geo_service.reports.history_model import STEP_COLUMNS
 from geo_service.reports.importer import (
     ImportStats,
     import_history,

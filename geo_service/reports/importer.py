@@ -3,9 +3,9 @@
 ``read_history`` turns a file into a frame with a ``row`` number per record (from 1, after a
 CSV's header; features and Parquet rows likewise) and never fails on a bad record: what it
 cannot read becomes that row's ``read_problem``. ``import_history`` checks every row
-(:mod:`~geo_service.reports.history_check`), locates each in the boundary version in force on
-its day (:mod:`~geo_service.reports.history_versions`), routes them as intake does, and stores
-them in chunks by COPY (:mod:`~geo_service.reports.history_store`), idempotent by
+(:mod:`~geo_service.reports.import_check`), locates each in the boundary version in force on
+its day (:mod:`~geo_service.reports.import_versions`), routes them as intake does, and stores
+them in chunks by COPY (:mod:`~geo_service.reports.import_store`), idempotent by
 ``external_id`` (key ``import:<external_id>``): either all-or-nothing in one transaction
 (``atomic``, what ``geo-service reports import`` does) or a transaction per chunk, refusing
 only the bad rows (the demo year, resumable).
@@ -33,12 +33,12 @@ import shapely
 from pyproj import CRS
 from sqlalchemy import Engine, text
 
+from geo_service.demo.year import DEFAULT_SEED, synthesize_year
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
-from geo_service.reports.history import DEFAULT_SEED, synthesize_year
-from geo_service.reports.history_check import Refusal, check_history
-from geo_service.reports.history_store import Chunk, ChunkResult, reserve_ids, stage, store_chunk
-from geo_service.reports.history_versions import NONE, BoundaryTimeline
+from geo_service.reports.import_check import Refusal, check_history
+from geo_service.reports.import_store import Chunk, ChunkResult, reserve_ids, stage, store_chunk
+from geo_service.reports.import_versions import NONE, BoundaryTimeline
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.routing import RoutingTable
 

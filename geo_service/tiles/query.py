@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from geo_service.analytics.filters import AnalysisFilter, make_filter
 from geo_service.boundaries.versions import parse_date
 from geo_service.errors import InvalidInput
-from geo_service.reports.open311 import parse_datetime
+from geo_service.protocols.open311 import parse_datetime
 from geo_service.tiles.layers import AREA_LEVELS, DEFAULT_AREA_LEVEL, LayerSpec
 
 

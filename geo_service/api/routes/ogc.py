@@ -24,12 +24,12 @@ from sqlalchemy import Connection, Engine
 
 from geo_service.api.responses import JSONBytes
 from geo_service.errors import GeoServiceError, InvalidInput, http_status
-from geo_service.ogc import documents
-from geo_service.ogc.areas import area_extent, area_item, area_items
-from geo_service.ogc.collections import COLLECTIONS, Collection, collection
-from geo_service.ogc.params import check_plain, parse_datetime_param, parse_items
-from geo_service.ogc.reports import MAX_LIMIT as REPORTS_MAX_LIMIT
-from geo_service.ogc.reports import report_extent, report_item, report_items
+from geo_service.protocols.ogc import documents
+from geo_service.protocols.ogc.areas import area_extent, area_item, area_items
+from geo_service.protocols.ogc.collections import COLLECTIONS, Collection, collection
+from geo_service.protocols.ogc.params import check_plain, parse_datetime_param, parse_items
+from geo_service.protocols.ogc.reports import MAX_LIMIT as REPORTS_MAX_LIMIT
+from geo_service.protocols.ogc.reports import report_extent, report_item, report_items
 from geo_service.reports.schemas import CHINA_TZ
 
 AREAS_MAX_LIMIT: Final = 10_000

@@ -48,7 +48,7 @@ from geo_service.errors import (
     http_status,
 )
 from geo_service.locator import Locator
-from geo_service.reports import open311
+from geo_service.protocols import open311
 from geo_service.reports.intake import Outcome, ingest
 from geo_service.reports.queries import parse_bbox
 from geo_service.reports.schemas import ReportIn

@@ -27,7 +27,8 @@ from geo_service.auth import require
 from geo_service.boundaries import versions
 from geo_service.boundaries.versions import parse_date
 from geo_service.errors import InvalidInput
-from geo_service.planning import history, publish
+from geo_service.planning import area_history as history
+from geo_service.planning import publish
 from geo_service.planning.diff_map import diff_page
 from geo_service.planning.grid_diff import diff_grids
 from geo_service.planning.impact import SideCache, version_impact

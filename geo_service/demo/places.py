@@ -12,9 +12,9 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
+from geo_service.demo.model import HOT_PLACES, HotPlace
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
-from geo_service.reports.history_model import HOT_PLACES, HotPlace
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -20,8 +20,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from geo_service.coords import normalize_crs, to_wgs84
+from geo_service.demo.model import LOOP_STEPS, OTHER_TIMES, STEP_COLUMNS
 from geo_service.errors import GeoServiceError, InvalidInput
-from geo_service.reports.history_model import LOOP_STEPS, OTHER_TIMES, STEP_COLUMNS
 from geo_service.reports.placement import base_levels
 from geo_service.reports.queries import CLOSED_STATUSES
 from geo_service.reports.schemas import CHINA_TZ, FUTURE_SLACK

@@ -32,11 +32,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from geo_service.demo import model as m
+from geo_service.demo.places import Geography, Spot, metres_to_deg, place_spots
+from geo_service.demo.texts import LANDMARKS, ROADS, describe
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
-from geo_service.reports import history_model as m
-from geo_service.reports.history_places import Geography, Spot, metres_to_deg, place_spots
-from geo_service.reports.history_text import LANDMARKS, ROADS, describe
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.reports.taxonomy import CATEGORIES, CATEGORY_BY_CODE, CHANNELS, HANDLING_LEVELS
 

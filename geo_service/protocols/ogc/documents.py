@@ -9,8 +9,8 @@ import datetime as dt
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from geo_service.ogc.collections import Collection
-from geo_service.ogc.params import ItemsQuery
+from geo_service.protocols.ogc.collections import Collection
+from geo_service.protocols.ogc.params import ItemsQuery
 
 JSON: Final = "application/json"
 GEOJSON: Final = "application/geo+json"

@@ -1,4 +1,4 @@
-"""Report features as the public Open311 view shows them (``geo_service.reports.open311``):
+"""Report features as the public Open311 view shows them (``geo_service.protocols.open311``):
 category, description, status, times, grid, unit, first photo, WGS84 point — never the
 reporter's name or phone, whoever asks. Newest first, as Open311 pages them."""
 
@@ -9,8 +9,8 @@ from typing import Any, Final
 from sqlalchemy import Connection, func, select
 
 from geo_service.errors import NotFound
-from geo_service.ogc.params import ItemsQuery
-from geo_service.reports.open311 import MAX_ID, RequestFilter, find_requests
+from geo_service.protocols.ogc.params import ItemsQuery
+from geo_service.protocols.open311 import MAX_ID, RequestFilter, find_requests
 from geo_service.reports.queries import reports
 
 MAX_LIMIT: Final = 1000  # Open311's page cap

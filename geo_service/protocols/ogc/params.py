@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from geo_service.errors import InvalidInput
-from geo_service.reports.open311 import parse_datetime
+from geo_service.protocols.open311 import parse_datetime
 from geo_service.reports.queries import parse_bbox
 from geo_service.reports.schemas import CHINA_TZ
 

@@ -14,7 +14,7 @@ from geo_service.boundaries.codes import CODE_LENGTH
 from geo_service.boundaries.versions import version_in_force
 from geo_service.errors import InvalidInput, NoBoundaryVersion, NotFound
 from geo_service.locator.locator import VersionInfo
-from geo_service.ogc.params import ItemsQuery
+from geo_service.protocols.ogc.params import ItemsQuery
 from geo_service.tiles.layers import OWN_UNIT
 
 areas = table(

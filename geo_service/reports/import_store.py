@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 
 from geo_service.analytics.h3sql import cells_of_points
 from geo_service.reports import intake_store, placement
-from geo_service.reports.history_versions import BoundaryTimeline
+from geo_service.reports.import_versions import BoundaryTimeline
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, next_level
 from geo_service.routing import RoutingTable
 

@@ -1,0 +1,1 @@
+"""Standard protocols over our data: Open311 GeoReport v2 and OGC API - Features."""
