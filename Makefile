@@ -8,7 +8,7 @@ VENV := .venv
 PG_MAJOR ?= 15
 export UV_LINK_MODE := copy
 
-.PHONY: demo test bench lint setup system-deps python-deps db-url db-stop clean-db
+.PHONY: demo test bench chaos load lint setup system-deps python-deps db-url db-stop clean-db
 
 demo: setup
 	$(VENV)/bin/geo-service demo
@@ -19,6 +19,15 @@ test: python-deps
 
 bench: setup
 	$(VENV)/bin/python -m benchmarks
+
+# kill -9 the service (and once PostgreSQL, immediately) under idempotent intake: acknowledged,
+# lost, stored twice (a small run is tests/test_chaos.py); its own cluster in .data/chaos-pg
+chaos: setup
+	$(VENV)/bin/python -m benchmarks.chaos
+
+# locate, tiles, intake and indicators at fixed rates for 30 s (loopback): p50/p99, errors, RSS
+load: setup
+	$(VENV)/bin/python -m benchmarks.load
 
 lint: python-deps
 	$(VENV)/bin/ruff check geo_service tests benchmarks boundaries

@@ -26,10 +26,20 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("locate", "benchmarks.locate", "point → grid: Locator vs sjoin, STRtree, PostGIS"),
+    Section(
+        "locate_http", "benchmarks.locate_http", "GET /v1/locate vs one PostGIS query per point"
+    ),
     Section("intake", "benchmarks.intake", "bulk intake over HTTP vs raw COPY of the same rows"),
     Section("impact", "benchmarks.impact", "a draft changing 10 % of grids vs 1 M reports"),
     Section("hotspots", "benchmarks.hotspots", "Gi* on 50,000 H3 cells: ours vs esda.G_Local"),
     Section("tiles", "benchmarks.tiles", "vector tiles z10-z15: ours cold/warm vs tipg"),
+    Section("stats", "benchmarks.stats", "a year's figures per grid/unit: facts vs plain SQL"),
+    Section(
+        "batch",
+        "benchmarks.batch",
+        "10 M points relocated on Dask, 1 vs 2 workers vs in-process; province-sized layouts "
+        "(GEO_BENCH_BATCH_POINTS, GEO_BENCH_BATCH_PROVINCE_GRIDS)",
+    ),
 )
 
 

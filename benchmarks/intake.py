@@ -126,8 +126,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(url: str, workers: int) -> Iterator[str]:
-    """``geo-service serve`` on a free loopback port over ``url``; its base URL."""
+def served(url: str, workers: int, startup_s: float = STARTUP_S) -> Iterator[str]:
+    """``geo-service serve`` on a free loopback port over ``url``; its base URL (the server
+    must answer ``/health`` within ``startup_s``)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url}
     cmd = [str(Path(sys.executable).with_name("geo-service")), "serve", "--host", "127.0.0.1"]
@@ -135,7 +136,7 @@ def served(url: str, workers: int) -> Iterator[str]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_S
+        deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode() if proc.stderr else ""
@@ -146,7 +147,7 @@ def served(url: str, workers: int) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer within {STARTUP_S:.0f} s")
+                raise RuntimeError(f"the server did not answer within {startup_s:.0f} s")
             time.sleep(0.2)
         yield base
     finally:

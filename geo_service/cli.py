@@ -22,11 +22,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from geo_service.batch.cli import batch_app
 from geo_service.errors import GeoServiceError
 from geo_service.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from geo_service.boundaries.publish import Switch
 
 app = typer.Typer(no_args_is_help=True, help="Grid-governance spatial core.")
 boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: import, publish.")
@@ -37,6 +40,7 @@ app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reports_app, name="reports")
+app.add_typer(batch_app, name="batch")
 console = Console()
 
 DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
@@ -107,6 +111,8 @@ def boundaries_import(
         + (f" from {v.effective_from}" if v.effective_from else "")
         + f": {summary.counts}, {summary.new_areas} new areas, {summary.shared_areas} shared"
     )
+    if summary.published is not None:
+        _print_switch(summary.published)
 
 
 @boundaries_app.command("validate")
@@ -132,40 +138,83 @@ def boundaries_validate(
         raise typer.Exit(1)
 
 
+def _print_switch(done: Switch) -> None:
+    """What a publish or rollback did to the versions and to open cases."""
+    v, other = done.version, done.other
+    if done.mode == "published":
+        console.print(
+            f"version {v.label} (id {v.id}) published from {v.effective_from}"
+            + (f", replacing {other.label} (id {other.id})" if other else "")
+        )
+    else:
+        assert other is not None, "a rollback names the version it took back"
+        console.print(
+            f"version {other.label} (id {other.id}) rolled back ({done.mode}); "
+            f"{v.label} (id {v.id}) is in force again"
+        )
+    moved = done.rerouted
+    if moved is None:
+        console.print("open cases follow on that day (boundaries reroute-open-cases)")
+    else:
+        console.print(
+            f"{moved.open_cases} open case(s) checked, {moved.moved} moved to another grid, "
+            f"{moved.unit_changed} given another unit"
+        )
+
+
 @boundaries_app.command("publish")
 def boundaries_publish(
-    version: str, effective_from: Annotated[str | None, typer.Option()] = None
+    version: Annotated[str, typer.Argument(help="label or id of a draft")],
+    effective_from: Annotated[str | None, typer.Option(help="YYYY-MM-DD, default today")] = None,
 ) -> None:
-    """Publish a draft version from a date (default today), closing the one before."""
-    from geo_service.boundaries import versions
+    """Publish a draft from a date, as the HTTP publish does: refused with every validation
+    error, units seeded, open cases re-routed when it is in force today."""
+    from geo_service.boundaries import publish
+    from geo_service.boundaries.versions import parse_date
     from geo_service.db.engine import make_engine
 
     engine = make_engine(_url(), pool_size=1)
     try:
-        with engine.begin() as conn:
-            vid = versions.get_version(conn, version).id
-            assert vid is not None
-            info = versions.publish(
-                conn, vid, versions.parse_date(effective_from) or dt.date.today()
-            )
+        day = parse_date(effective_from) or dt.date.today()
+        done = publish.publish(engine, version, day, limits=Settings().planning)
     except GeoServiceError as exc:
         _fail(exc)
         return
     finally:
         engine.dispose()
-    console.print(f"version {info.label} published from {info.effective_from}")
+    _print_switch(done)
+
+
+@boundaries_app.command("rollback")
+def boundaries_rollback(
+    version: Annotated[str, typer.Argument(help="label or id of the latest published version")],
+) -> None:
+    """Take back the latest published version; the one it replaced is in force again and
+    still-open cases move back, as the HTTP rollback does."""
+    from geo_service.boundaries import publish
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        done = publish.rollback(engine, version)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    _print_switch(done)
 
 
 @boundaries_app.command("reroute-open-cases")
 def boundaries_reroute_open_cases() -> None:
     """Move open cases to the version in force today (after a publish dated later); from cron."""
+    from geo_service.boundaries.publish import IN_FORCE, follow_in_force
     from geo_service.db.engine import make_engine
-    from geo_service.planning.publish import follow_in_force
 
     engine = make_engine(_url(), pool_size=1)
     try:
         with engine.begin() as conn:
-            done = follow_in_force(conn, None, "boundary version in force")
+            done = follow_in_force(conn, None, IN_FORCE)
     finally:
         engine.dispose()
     console.print(
@@ -234,6 +283,53 @@ def keys_create(
         engine.dispose()
     console.print(f"{role} key created" + (f" for {scope}" if scope else "") + ":")
     print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="the key's id, its gs_… prefix or its label")],
+) -> None:
+    """Revoke an API key: refused on every worker within a second; audited, never deleted."""
+    from geo_service.auth import revoke_key
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            row = revoke_key(conn, key)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    label = f" ({row.label})" if row.label else ""
+    console.print(f"{row.role} key {row.id} {row.prefix}…{label} revoked")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every API key: id, prefix, role, label, scope, created, revoked (never the key)."""
+    from geo_service.db.engine import make_engine
+    from geo_service.store.keys import all_keys
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            rows = all_keys(conn)
+    finally:
+        engine.dispose()
+    table = Table("id", "prefix", "role", "label", "scope", "created", "revoked")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.prefix,
+            r.role,
+            r.label or "",
+            r.scope_area_code or "",
+            r.created_at.isoformat(timespec="seconds"),
+            r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "",
+        )
+    console.print(table)
 
 
 @reports_app.command("escalate-overdue")
@@ -370,6 +466,48 @@ def db_stop() -> None:
     PrivateCluster(Settings().database.data_dir).stop()
 
 
+@db_app.command("repair-heat")
+def db_repair_heat(
+    rebuild: Annotated[
+        bool, typer.Option(help="also recount the heat roll-up from the reports")
+    ] = False,
+) -> None:
+    """Give reports stored without an H3 cell (a point moved by hand, a foreign writer) theirs
+    and, with --rebuild, recount the heat roll-up: repairs, never needed in normal running."""
+    from geo_service.db.engine import make_engine
+    from geo_service.store import rollups
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            filled = rollups.fill_h3_cells(conn)
+            recounted = rollups.rebuild_heat_rollup(conn) if rebuild else None
+    finally:
+        engine.dispose()
+    console.print(f"{filled} report cells filled")
+    if recounted is not None:
+        console.print(f"heat roll-up rebuilt: {recounted} rows")
+
+
+# uvicorn kills a worker that does not answer its supervisor's ping within this many seconds
+# (default 5): a worker starting on a busy machine (imports, numba's cache) or building a large
+# version's Locator can take longer, and killing it only starts the same work again
+WORKER_HEALTHCHECK_S = 60
+
+
+def numba_threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """numba threads for each of ``workers`` server processes: the cores this process may run
+    on ÷ workers (at least 1), so that the workers' thread pools never ask for more threads
+    than there are cores (two pools of two threads on two cores fight, and a one-point locate
+    waits behind the other worker's pool)."""
+    import os
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+        cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
 def _serve(host: str | None, port: int | None, workers: int) -> None:
     import os
 
@@ -380,7 +518,11 @@ def _serve(host: str | None, port: int | None, workers: int) -> None:
         os.environ["DATABASE_URL"] = _url()  # one cluster for every worker
     host = host or settings.api.host
     port = port or settings.api.port
+    # numba reads NUMBA_NUM_THREADS as each worker starts (imports it); an explicit one wins
+    threads = os.environ.get("NUMBA_NUM_THREADS") or str(numba_threads_per_worker(workers))
+    os.environ["NUMBA_NUM_THREADS"] = threads
     console.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    console.print(f"{workers} worker(s), {threads} numba thread(s) each", highlight=False)
     uvicorn.run(
         "geo_service.app:create_app",
         factory=True,
@@ -390,6 +532,7 @@ def _serve(host: str | None, port: int | None, workers: int) -> None:
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 

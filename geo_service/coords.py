@@ -9,6 +9,8 @@ fixed-point iteration on the library's own forward transform (Caijun 2014), to w
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
@@ -18,7 +20,7 @@ import numpy.typing as npt
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
-from geo_service.errors import InvalidCoordinates, UnknownCRS
+from geo_service.errors import GeoServiceError, InvalidCoordinates, UnknownCRS
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -80,7 +82,7 @@ def check_lonlat(lons: FloatArray, lats: FloatArray) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InvalidCoordinates(
-            f"point {i} has invalid coordinates (lon={lons[i]!r}, lat={lats[i]!r}): "
+            f"point {i} has invalid coordinates (lon={float(lons[i])}, lat={float(lats[i])}): "
             "longitude must be finite within [-180, 180] and latitude within [-90, 90]",
             details={"index": i, "count": int(bad.sum())},
         )
@@ -157,3 +159,63 @@ def to_wgs84(
             return x, y  # WGS84/CGCS2000: already checked, stored as given
     check_lonlat(x, y)
     return x, y
+
+
+@dataclass(frozen=True)
+class RowsInWGS84:
+    """Rows converted a CRS at a time (:func:`rows_to_wgs84`): each row's canonical CRS name
+    (None where it is unknown), WGS84 lon/lat (NaN where not converted), and why rows failed."""
+
+    crs: npt.NDArray[np.object_]
+    lon: FloatArray
+    lat: FloatArray
+    crs_errors: dict[int, str]  # row → why its CRS is unknown
+    point_errors: dict[int, str]  # row → why its coordinates were refused in a known CRS
+
+
+def rows_to_wgs84(
+    lons: npt.ArrayLike,
+    lats: npt.ArrayLike,
+    crs_names: Sequence[str | None] | npt.NDArray[np.object_],
+    convert: npt.NDArray[np.bool_] | None = None,
+) -> RowsInWGS84:
+    """Convert rows each naming its own CRS, refusing bad rows instead of raising.
+
+    Why: intake and the history import get many rows in a few CRSs; converting a CRS's rows in
+    one call is fast, and only a group that fails is retried row by row to tell the bad rows
+    from the good. ``convert`` (default: all) selects the rows whose coordinates are converted;
+    the others only get their CRS named (the import leaves rows without numbers alone).
+    """
+    x, y = _as_arrays(lons, lats)
+    n = len(x)
+    names = np.asarray(crs_names, dtype=object)
+    wanted = np.ones(n, dtype=bool) if convert is None else np.asarray(convert, dtype=bool)
+    crs = np.full(n, None, dtype=object)
+    out_x, out_y = np.full(n, np.nan), np.full(n, np.nan)
+    crs_errors: dict[int, str] = {}
+    point_errors: dict[int, str] = {}
+    groups: dict[str, list[int]] = {}
+    for raw in dict.fromkeys(names.tolist()):
+        rows = np.flatnonzero(names == raw)
+        try:
+            canonical = normalize_crs(raw)
+        except GeoServiceError as exc:
+            crs_errors.update(dict.fromkeys(rows.tolist(), exc.message))
+            continue
+        crs[rows] = canonical
+        groups.setdefault(canonical, []).extend(rows[wanted[rows]].tolist())
+    for canonical, members in groups.items():
+        idx = np.array(sorted(members), dtype=np.intp)
+        if len(idx) == 0:
+            continue
+        try:
+            out_x[idx], out_y[idx] = to_wgs84(x[idx], y[idx], canonical)
+            continue
+        except GeoServiceError:
+            pass
+        for i in idx.tolist():  # find the bad ones
+            try:
+                (out_x[i],), (out_y[i],) = to_wgs84(x[i : i + 1], y[i : i + 1], canonical)
+            except GeoServiceError as exc:
+                point_errors[i] = exc.message
+    return RowsInWGS84(crs, out_x, out_y, crs_errors, point_errors)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from geo_service import audit
+from geo_service.auth import Principal
 from geo_service.reports.taxonomy import (
     AREA_LEVEL_OF,
     CATEGORIES,
@@ -14,6 +16,7 @@ from geo_service.reports.taxonomy import (
     UNIT_LEVEL,
     UNIT_TYPES,
 )
+from geo_service.store import units as store_units
 
 # which unit types every area of a level gets when a boundary version is stored
 UNITS_FOR_LEVEL = {
@@ -24,50 +27,36 @@ UNITS_FOR_LEVEL = {
 
 def seed_reference_data(conn: Connection) -> None:
     """Write the taxonomy's categories and rules (idempotent: the taxonomy module wins)."""
-    for c in CATEGORIES:
-        conn.execute(
-            text(
-                "INSERT INTO categories (code, name, name_en, level, sla_hours) "
-                "VALUES (:code, :name, :name_en, :level, :sla) ON CONFLICT (code) DO UPDATE "
-                "SET name = EXCLUDED.name, name_en = EXCLUDED.name_en, "
-                "level = EXCLUDED.level, sla_hours = EXCLUDED.sla_hours"
-            ),
+    store_units.upsert_categories(
+        conn,
+        [
             {
                 "code": c.code,
                 "name": c.name,
                 "name_en": c.name_en,
                 "level": c.level,
-                "sla": c.sla_hours,
-            },
-        )
-        conn.execute(text("DELETE FROM routing_rules WHERE category_code = :c"), {"c": c.code})
-        for level, unit_type in c.rules.items():
-            conn.execute(
-                text(
-                    "INSERT INTO routing_rules (category_code, level, unit_type) "
-                    "VALUES (:c, :l, :t)"
-                ),
-                {"c": c.code, "l": level, "t": unit_type},
-            )
+            }
+            for c in CATEGORIES
+        ],
+    )
+    store_units.replace_rules(
+        conn,
+        [c.code for c in CATEGORIES],
+        [(c.code, level, unit_type) for c in CATEGORIES for level, unit_type in c.rules.items()],
+    )
 
 
-def seed_units(conn: Connection, version_id: int) -> int:
-    """Create the standing units of every area in a version (existing ones are kept)."""
-    created = 0
-    for level, types in UNITS_FOR_LEVEL.items():
-        for unit_type in types:
-            result = conn.execute(
-                text(
-                    "INSERT INTO units (code, name, unit_type, level, area_code) "
-                    "SELECT CAST(:t AS text) || ':' || a.code, a.name || CAST(:suffix AS text), "
-                "CAST(:t AS text), CAST(:lvl AS text), a.code "
-                    "FROM version_areas va JOIN areas a ON a.id = va.area_id "
-                    "WHERE va.version_id = :v AND va.level = CAST(:lvl AS text) "
-                    "ON CONFLICT (unit_type, area_code) DO NOTHING"
-                ),
-                {"t": unit_type, "suffix": UNIT_TYPES[unit_type], "lvl": level, "v": version_id},
-            )
-            created += result.rowcount or 0
+def seed_units(conn: Connection, version_id: int, *, principal: Principal | None = None) -> int:
+    """Create the standing units of every area in a version (existing ones are kept); how many
+    were created, audited as done by ``principal`` (None: the local account)."""
+    created = sum(
+        store_units.create_area_units(conn, version_id, level, unit_type, UNIT_TYPES[unit_type])
+        for level, types in UNITS_FOR_LEVEL.items()
+        for unit_type in types
+    )
+    if created:
+        what = {"version_id": version_id, "created": created}
+        audit.record(conn, "unit.seed", "unit", f"version:{version_id}", principal, what)
     return created
 
 
@@ -97,17 +86,13 @@ class RoutingTable:
 
     @classmethod
     def load(cls, conn: Connection) -> RoutingTable:
-        rows = conn.execute(
-            text("SELECT id, code, name, unit_type, area_code FROM units WHERE active")
-        ).all()
+        """The active units and every rule, as stored now."""
+        rows = store_units.active_units(conn)
         units = {(r.unit_type, r.area_code): r.id for r in rows}
         info: dict[int, dict[str, str | int]] = {
             r.id: {"id": r.id, "code": r.code, "name": r.name, "type": r.unit_type} for r in rows
         }
-        rules = {
-            (r.category_code, r.level): r.unit_type
-            for r in conn.execute(text("SELECT category_code, level, unit_type FROM routing_rules"))
-        }
+        rules = {(r.category_code, r.level): r.unit_type for r in store_units.rules(conn)}
         districts = sorted(code for t, code in units if t == "district_centre")
         return cls(units, rules, info, districts[0] if districts else None)
 

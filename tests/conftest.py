@@ -22,6 +22,10 @@ from tests.support import DEMO_FROM, DEMO_LABEL, DEMO_LAYOUT, load_demo, serve
 
 __all__ = ["DEMO_FROM", "DEMO_LABEL", "DEMO_LAYOUT", "auth"]
 
+# one test client address makes thousands of requests: rate limits are off in the suite but
+# where a test turns them on (tests/test_rate_limits.py); subprocesses inherit this
+os.environ.setdefault("GEO_RATE_ENABLED", "false")
+
 
 def _server_admin_url() -> str:
     url = os.environ.get("DATABASE_URL")

@@ -54,3 +54,13 @@ def serve(url: str, settings: Settings | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def read_only(url: str) -> str:
+    """``url`` with every transaction of its sessions read only: any INSERT, UPDATE, DELETE,
+    SELECT ... FOR UPDATE or DDL through it fails, so a read path served by it provably writes
+    nothing."""
+    from sqlalchemy.engine import make_url
+
+    options = "-c default_transaction_read_only=on"
+    return make_url(url).update_query_dict({"options": options}).render_as_string(False)

@@ -1,7 +1,10 @@
 """Small-count suppression of the analysis layers: the threshold k is a setting
 (``GEO_ANALYTICS_K_MIN``, default 5) that public callers, reporters and grid workers can raise
 but never lower; operator, planner and admin keys may ask for less (down to 0, nothing hidden)
-and otherwise get the setting too. No layer carries personal data, whatever the k."""
+and otherwise get the setting too. No layer carries personal data, whatever the k.
+
+This module's reports sit in res-10 cells; its apps let the public see cells that fine
+(``GEO_PRIVACY_PUBLIC_H3_RES=10``, the default being 8: ``tests/test_privacy_public.py``)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from sqlalchemy import Engine
 
 from geo_service.app import create_app
 from geo_service.locator import Locator
-from geo_service.settings import AnalyticsSettings, DatabaseSettings, Settings
+from geo_service.settings import AnalyticsSettings, DatabaseSettings, PrivacySettings, Settings
 from tests.conftest import auth
 from tests.test_heat import file_reports
 
@@ -32,12 +35,25 @@ PERSONAL = ("张三", "13900000000", "测试上报")  # what file_reports puts i
 LAYERS = ("heat", "hotspots", "emerging-hotspots", "grid-stats")
 
 
+FINE = PrivacySettings(public_h3_res=10)  # the public may see this module's res-10 cells
+
+
 @pytest.fixture(scope="module")
 def k3_client(database_url: str) -> Iterator[TestClient]:
     """The service configured with ``analytics.k_min = 3``."""
     settings = Settings(
-        database=DatabaseSettings(url=database_url), analytics=AnalyticsSettings(k_min=K_MIN)
+        database=DatabaseSettings(url=database_url),
+        analytics=AnalyticsSettings(k_min=K_MIN),
+        privacy=FINE,
     )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def k5_client(database_url: str) -> Iterator[TestClient]:
+    """The service with the default ``analytics.k_min`` (5)."""
+    settings = Settings(database=DatabaseSettings(url=database_url), privacy=FINE)
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -121,13 +137,13 @@ def test_a_negative_k_min_is_refused_when_settings_load(monkeypatch) -> None:  #
 # --------------------------------------------------------------------------- who sees what
 
 
-def test_public_heat_hides_cells_under_the_configured_k(k3_client, client, place) -> None:  # type: ignore[no-untyped-def]
+def test_public_heat_hides_cells_under_the_configured_k(k3_client, k5_client, place) -> None:  # type: ignore[no-untyped-def]
     exact = place["cells"]
     body = _heat(k3_client, place)
     assert _counts(body) == {c: n for c, n in exact.items() if n >= K_MIN}
     assert body["analysis"]["k"] == K_MIN
     assert body["analysis"]["suppressed"] == sum(1 for n in exact.values() if n < K_MIN)
-    default = _heat(client, place)  # the session's app runs with the default setting
+    default = _heat(k5_client, place)  # an app with the default setting
     assert _counts(default) == {c: n for c, n in exact.items() if n >= 5}
     assert default["analysis"]["k"] == 5
 
@@ -200,7 +216,7 @@ def test_operator_k0_shows_every_grid_figure(client, keys, place) -> None:  # ty
 @pytest.mark.parametrize(
     ("layer", "extra"),
     [
-        ("heat", {"res": 10}),
+        ("heat", {"res": 8}),
         ("heat", {"level": "grid"}),
         ("grid-stats", {}),
         ("hotspots", {"level": "grid"}),

@@ -112,7 +112,7 @@ def test_batch_over_100k_points_is_413(client: TestClient) -> None:
         ({"lon": 120.7, "lat": 30.7, "crs": "mars"}, "unknown crs"),
         ({"lon": 120.7}, "lat"),
         ({"lon": "east", "lat": 30.7}, "lon"),
-        ({"lon": 120.7, "lat": 30.7, "as_of": "2025-13-01"}, "not a date"),
+        ({"lon": 120.7, "lat": 30.7, "as_of": "2025-13-01"}, "as_of: Input should be a valid date"),
     ],
 )
 def test_bad_single_requests_are_4xx_naming_the_problem(
@@ -141,6 +141,13 @@ def test_bad_batches_are_4xx_naming_the_problem(
     r = client.post("/v1/locate", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status
     assert fragment in r.json()["message"]
+
+
+def test_errors_print_plain_numbers(client: TestClient) -> None:
+    r = client.post("/v1/locate", json={"points": [[120.7, 30.7], [200, 30.5]]})
+    assert r.status_code == 422
+    assert "point 1 has invalid coordinates (lon=200.0, lat=30.5)" in r.json()["message"]
+    assert "np." not in r.text
 
 
 def test_as_of_before_any_version_is_404(client: TestClient) -> None:

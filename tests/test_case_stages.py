@@ -62,6 +62,9 @@ def october(engine: Engine, demo_locator: Locator) -> dict[str, object]:
                      {"ids": [ra[1], ra[2]]})
         conn.execute(text("UPDATE reports SET due_at = now() + interval '30 days' WHERE id = :i"),
                      {"i": ra[4]})
+        # the accepted and the dispatched case were due to be handled the next day
+        conn.execute(text("UPDATE reports SET handle_due_at = :t WHERE id = ANY(:ids)"),
+                     {"t": T0 + dt.timedelta(days=1), "ids": [ra[0], ra[1]]})
     return {"a": a, "b": b, "community": community}
 
 
@@ -70,11 +73,12 @@ def test_stage_counts_per_grid(engine: Engine, october) -> None:  # type: ignore
         counts = stages.stage_counts(conn, make_filter(since=T0, until=T0 + dt.timedelta(days=2)))
     by = counts.set_index("code")
     a = by.loc[october["a"]]
-    # open: discovered ×2, accepted, dispatched; overdue: all open but the one due next month
-    assert (a["reports"], a["open"], a["overdue"]) == (6, 4, 3)
+    # open: discovered ×2, accepted, dispatched; overdue: the accepted and the dispatched case,
+    # past their handling deadline (discovered cases are not accepted: no deadline yet)
+    assert (a["reports"], a["open"], a["overdue"]) == (6, 4, 2)
     assert (a["supervised"], a["supervised_open"]) == (2, 1)
     b = by.loc[october["b"]]
-    assert (b["reports"], b["open"], b["overdue"], b["supervised"]) == (2, 2, 2, 0)
+    assert (b["reports"], b["open"], b["overdue"], b["supervised"]) == (2, 2, 0, 0)
     with engine.connect() as conn:  # an earlier clock: nothing is overdue yet
         early = stages.stage_counts(conn, make_filter(since=T0, until=T0 + dt.timedelta(days=2)),
                                     now=T0)
@@ -97,7 +101,7 @@ def test_grid_stats_layer(client: TestClient, keys, october) -> None:  # type: i
     assert r.status_code == 200, r.text
     feats = {f["id"]: f["properties"] for f in r.json()["features"]}
     a = feats[october["a"]]
-    assert (a["reports"], a["open"], a["overdue"], a["supervised_open"]) == (6, 4, 3, 1)
+    assert (a["reports"], a["open"], a["overdue"], a["supervised_open"]) == (6, 4, 2, 1)
     assert a["median_accept_s"] == 1200 and a["steps_dispatch"] == 2
     assert feats[october["b"]]["median_accept_s"] is None
     assert r.json()["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
@@ -105,7 +109,7 @@ def test_grid_stats_layer(client: TestClient, keys, october) -> None:  # type: i
                            params={**OCTOBER, "level": "community", "k": 0},
                            headers=auth(keys["operator"])).json()
     c = {f["id"]: f["properties"] for f in community["features"]}[october["community"]]
-    assert (c["reports"], c["open"], c["overdue"]) == (8, 6, 5)
+    assert (c["reports"], c["open"], c["overdue"]) == (8, 6, 2)
 
 
 def test_public_grid_stats_blank_small_grids(client: TestClient, october) -> None:  # type: ignore[no-untyped-def]

@@ -11,17 +11,25 @@ from zoneinfo import ZoneInfo
 import h3
 import numpy as np
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from geo_service.analytics import h3sql, heat
 from geo_service.analytics.filters import STATUS_ALIASES, make_filter
+from geo_service.app import create_app
+from geo_service.db.engine import make_engine
+from geo_service.db.migrate import alembic_config, upgrade
 from geo_service.locator import Locator
 from geo_service.reports.intake import ingest
 from geo_service.reports.schemas import ReportIn
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS
 from geo_service.routing import RoutingTable
+from geo_service.settings import DatabaseSettings, PrivacySettings, Settings
 from tests.conftest import auth
+from tests.support import read_only
 
 BJ = ZoneInfo("Asia/Shanghai")
 START = dt.datetime(2025, 1, 1, tzinfo=BJ)  # this module's reports live in January 2025
@@ -285,12 +293,13 @@ XIUZHOU = "120.5,30.55,120.85,31.0"
 
 
 def test_public_heat_suppresses_cells_under_k(client: TestClient, keys, january) -> None:  # type: ignore[no-untyped-def]
-    full = client.get("/v1/analytics/heat", params={**WINDOW, "res": 10, "bbox": XIUZHOU, "k": 0},
+    # resolution 8: the finest the public may see (GEO_PRIVACY_PUBLIC_H3_RES)
+    full = client.get("/v1/analytics/heat", params={**WINDOW, "res": 8, "bbox": XIUZHOU, "k": 0},
                       headers=auth(keys["operator"]))
     assert full.status_code == 200, full.text
     counts = {f["id"]: f["properties"]["n"] for f in full.json()["features"]}
     assert any(n < 5 for n in counts.values()) and any(n >= 5 for n in counts.values())
-    public = client.get("/v1/analytics/heat", params={**WINDOW, "res": 10, "bbox": XIUZHOU})
+    public = client.get("/v1/analytics/heat", params={**WINDOW, "res": 8, "bbox": XIUZHOU})
     assert public.status_code == 200
     assert public.headers["content-type"].startswith("application/geo+json")
     body = public.json()
@@ -300,7 +309,7 @@ def test_public_heat_suppresses_cells_under_k(client: TestClient, keys, january)
     assert body["analysis"]["k"] == 5
     assert body["analysis"]["suppressed"] == sum(1 for n in counts.values() if n < 5)
     stricter = client.get("/v1/analytics/heat",
-                          params={**WINDOW, "res": 10, "bbox": XIUZHOU, "k": 10})
+                          params={**WINDOW, "res": 8, "bbox": XIUZHOU, "k": 10})
     assert {f["id"] for f in stricter.json()["features"]} == {
         c for c, n in counts.items() if n >= 10
     }
@@ -357,7 +366,7 @@ def test_per_household_heat_per_area(client: TestClient, keys, january, demo_loc
                for f in public["features"])
 
 
-def test_bad_filters_are_named(client: TestClient) -> None:
+def test_bad_filters_are_named(client: TestClient, keys) -> None:  # type: ignore[no-untyped-def]
     for params, word in (
         ({"category": "ufo"}, "category"),
         ({"status": "lost"}, "status"),
@@ -369,7 +378,7 @@ def test_bad_filters_are_named(client: TestClient) -> None:
         ({"res": 12}, "res"),
         ({"res": 11}, "bbox"),
     ):
-        r = client.get("/v1/analytics/heat", params=params)
+        r = client.get("/v1/analytics/heat", params=params, headers=auth(keys["operator"]))
         assert r.status_code == 422, params
         assert word in r.text, (params, r.text)
 
@@ -377,3 +386,77 @@ def test_bad_filters_are_named(client: TestClient) -> None:
 def test_status_aliases() -> None:
     assert make_filter(status="open").statuses == STATUS_ALIASES["open"]
     assert make_filter(status="closed,accepted").statuses == ("evaluated", "rejected", "accepted")
+
+
+# --------------------------------------------------------------------------- reads never write
+
+RAGGED = {"from": "2025-01-02T06:30:00+08:00", "to": "2025-01-20T18:00:00+08:00"}
+
+
+def test_analytics_layers_and_map_pages_write_nothing(database_url: str, january) -> None:  # type: ignore[no-untyped-def]
+    """Layers and pages are reads: served by an app whose every database session is read only
+    (where any write, or SELECT ... FOR UPDATE, fails), each answers as usual."""
+    url = read_only(database_url)
+    probe = make_engine(url, pool_size=1)
+    try:
+        with probe.connect() as conn, pytest.raises(DBAPIError, match="read-only transaction"):
+            conn.execute(text("UPDATE reports SET status = status WHERE id < 0"))
+    finally:
+        probe.dispose()
+    reads = [
+        ("/v1/analytics/heat", {**WINDOW, "res": 9}),
+        ("/v1/analytics/heat", {**RAGGED, "res": 7}),  # roll-up days and the ragged ends
+        ("/v1/analytics/heat", {**RAGGED, "res": 10, "bbox": XIUZHOU}),  # reports one by one
+        ("/v1/analytics/heat", {**RAGGED, "level": "grid", "per_household": True}),
+        ("/v1/analytics/hotspots", {**WINDOW, "res": 8}),
+        ("/v1/analytics/hotspots", {**WINDOW, "level": "grid"}),
+        ("/v1/analytics/emerging-hotspots", {**WINDOW, "slice": "day", "res": 8}),
+        ("/v1/analytics/grid-stats", RAGGED),
+        ("/maps/heat", WINDOW),
+        ("/maps/hotspots", WINDOW),
+        ("/maps/grids", WINDOW),
+    ]
+    fine = PrivacySettings(public_h3_res=11)  # the public may ask for fine cells here
+    with TestClient(create_app(Settings(database=DatabaseSettings(url=url), privacy=fine))) as ro:
+        for path, params in reads:
+            r = ro.get(path, params=params)
+            assert r.status_code == 200, (path, params, r.text[:300])
+
+
+def test_migration_0009_gives_reports_stored_without_a_cell_theirs(new_database) -> None:  # type: ignore[no-untyped-def]
+    """Reports a foreign writer stored without ``h3_11`` get the cell the h3 library gives
+    their point when 0009 runs, and the roll-up counts them from then on."""
+    url = new_database("geo_h3_fill")
+    upgrade(url)
+    points = [(120.7512, 30.7634), (120.7513, 30.7634), (120.9, 30.6), (121.6, 31.4)]
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            for lon, lat in points:
+                conn.execute(
+                    text(
+                        "INSERT INTO reports (channel, category, description, reported_at, "
+                        "lon_original, lat_original, crs_original, geom, in_coverage, "
+                        "handling_level, routed_by, due_at) VALUES ('visit', 'sanitation', "
+                        "'x', now(), :lon, :lat, 'wgs84', ST_SetSRID(ST_Point(:lon, :lat), 4326), "
+                        "false, 'community', 'fallback', now())"
+                    ),
+                    {"lon": lon, "lat": lat},
+                )
+            assert conn.execute(text("SELECT count(h3_11) FROM reports")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM heat_rollup")).scalar_one() == 0
+        cfg = alembic_config(url)
+        below = ScriptDirectory.from_config(cfg).get_revision("0009").down_revision
+        command.downgrade(cfg, str(below))
+        upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT h3_11, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM reports")
+            ).all()
+            counted = conn.execute(text("SELECT sum(n) FROM heat_rollup")).scalar_one()
+    finally:
+        engine.dispose()
+    assert sorted(r.h3_11 for r in rows) == sorted(
+        h3.str_to_int(h3.latlng_to_cell(lat, lon, 11)) for lon, lat in points
+    )
+    assert counted == len(points)

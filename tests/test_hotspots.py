@@ -260,8 +260,10 @@ def test_hotspot_layer_finds_the_planted_cluster(client: TestClient, keys, april
     far = [p for c, p in feats.items() if h3.grid_distance(c, april["centre"]) > 8]
     assert any(p["n"] > 0 for p in far)
     assert all(p["class"] == "not_significant" for p in far)  # scattered reports: no cluster
-    # public: cells of 1..4 reports are dropped, zeros and the cluster stay
-    public = client.get("/v1/analytics/hotspots", params={**APRIL, "res": 9}).json()
+    # unasked k (a staff key: the public sees no res-9 cells): cells of 1..4 reports are
+    # dropped, zeros and the cluster stay
+    public = client.get("/v1/analytics/hotspots", params={**APRIL, "res": 9},
+                        headers=auth(keys["operator"])).json()
     kept = {f["id"]: f["properties"]["n"] for f in public["features"]}
     assert april["centre"] in kept and not any(0 < n < 5 for n in kept.values())
     assert public["analysis"]["suppressed"] == sum(1 for p in feats.values() if 0 < p["n"] < 5)

@@ -160,6 +160,14 @@ def test_result_carries_codes_names_and_chain(demo_locator: Locator) -> None:
     assert all(chain[-1]["code"].startswith(c["code"]) for c in chain)
 
 
+def test_chain_of_no_grid_is_none_never_another_grids_chain(demo_locator: Locator) -> None:
+    res = demo_locator.locate([116.39], [39.91])  # Beijing: outside every grid
+    assert int(res.grid_index[0]) == -1
+    assert demo_locator.chain(int(res.grid_index[0])) is None
+    with pytest.raises(IndexError, match="out of range"):
+        demo_locator.chain(len(demo_locator))
+
+
 @pytest.mark.parametrize("bad", [[np.nan], [np.inf]])
 def test_non_finite_points_are_refused(demo_locator: Locator, bad: list[float]) -> None:
     from geo_service.errors import InvalidCoordinates

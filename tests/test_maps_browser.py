@@ -290,14 +290,14 @@ def test_filter_form_reloads_the_page_with_the_chosen_category(
     pg, watch = page
     open_leaflet(pg, f"{live_server}/maps/heat")
     pg.select_option("select[name=category]", "sanitation")
-    pg.select_option("select[name=res]", "9")
+    pg.select_option("select[name=res]", "7")  # the public sees at most res 8
     with pg.expect_navigation():
         pg.click("#gs-filter-form button[type=submit]")
     query = parse_qs(urlparse(pg.url).query)
-    assert query == {"category": ["sanitation"], "res": ["9"]}  # empty fields left out
+    assert query == {"category": ["sanitation"], "res": ["7"]}  # empty fields left out
     pg.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length > 0")
     drawn = pg.evaluate("document.querySelectorAll('path.leaflet-interactive').length")
-    cells = api(live_server, "/v1/analytics/heat", res=9, category="sanitation")["features"]
+    cells = api(live_server, "/v1/analytics/heat", res=7, category="sanitation")["features"]
     assert drawn == len(cells) > 0
     chosen = pg.eval_on_selector(
         "select[name=category]", "s => [...s.selectedOptions].map(o => o.value)"

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import h3
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
@@ -213,12 +214,21 @@ def test_reports_are_the_public_open311_view_without_personal_data(
     assert client.get("/ogc/collections/reports/items/abc").status_code == 404
 
 
-def test_a_staff_key_does_not_widen_the_reports(
-    client: TestClient, keys, filed: int  # type: ignore[no-untyped-def]
+def test_a_staff_key_sees_the_point_and_text_the_public_a_coarse_cell(
+    client: TestClient, keys, filed: int, demo_locator: Locator  # type: ignore[no-untyped-def]
 ) -> None:
+    point = demo_locator.grids.geometry.iloc[7].representative_point()
     public = client.get(f"/ogc/collections/reports/items/{filed}").json()
     staff = client.get(f"/ogc/collections/reports/items/{filed}", headers=auth(keys["admin"]))
-    assert staff.json() == public
+    assert staff.json()["geometry"]["coordinates"] == [point.x, point.y]
+    assert staff.json()["properties"]["description"] == "路灯不亮"
+    cell = h3.latlng_to_cell(point.y, point.x, 11)
+    lat, lon = h3.cell_to_latlng(h3.cell_to_parent(cell, 8))  # the public resolution's cell
+    assert public["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-12)
+    assert public["properties"]["description"] is None
+    assert public["properties"]["media_url"] is None
+    for answer in (public, staff.json()):
+        assert "陈康" not in json.dumps(answer, ensure_ascii=False)
 
 
 def test_datetime_filters_reports_by_time_reported(client: TestClient, filed: int) -> None:

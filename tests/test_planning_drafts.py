@@ -21,7 +21,12 @@ from sqlalchemy import Engine, text
 from geo_service.app import create_app
 from geo_service.boundaries import versions
 from geo_service.coords import wgs84_to_gcj02
-from geo_service.settings import DatabaseSettings, PlanningSettings, Settings
+from geo_service.settings import (
+    BodyLimitSettings,
+    DatabaseSettings,
+    LayoutLimitSettings,
+    Settings,
+)
 from tests.conftest import DEMO_LAYOUT, auth
 from tests.layouts import small_layout
 
@@ -83,8 +88,13 @@ def _shapefile_zip(tmp_path: Path, frame: gpd.GeoDataFrame, prj: bool = True) ->
 @pytest.fixture(scope="module")
 def tight_client(database_url: str) -> Iterator[TestClient]:
     """The app with small upload limits: 200 kB bodies, 300 kB unpacked."""
-    limits = PlanningSettings(max_upload_bytes=200_000, max_unzipped_bytes=300_000)
-    app = create_app(Settings(database=DatabaseSettings(url=database_url), planning=limits))
+    app = create_app(
+        Settings(
+            database=DatabaseSettings(url=database_url),
+            body_limits=BodyLimitSettings(upload=200_000),
+            layout=LayoutLimitSettings(max_unzipped_bytes=300_000),
+        )
+    )
     with TestClient(app) as c:
         yield c
 
@@ -282,7 +292,9 @@ def test_missing_label_file_and_unknown_file_types_are_named(client: TestClient,
     r = _upload(client, keys["planner"], b"a,b\n1,2\n", "layout.csv")
     assert r.status_code == 422 and "not a layout" in r.json()["message"]
     r = _upload(client, keys["planner"], b"{not json", "layout.geojson")
-    assert r.status_code == 422 and "cannot read" in r.json()["message"]
+    assert r.status_code == 422 and "layout.geojson is not GeoJSON" in r.json()["message"]
+    r = _upload(client, keys["planner"], b'{"type": "FeatureCollection", "features": [', "a.json")
+    assert r.status_code == 422 and "cannot read a.json" in r.json()["message"]
     r = client.post("/v1/boundaries/versions", json={"label": "x"}, headers=planner)
     assert r.status_code == 422 and "multipart" in r.json()["message"]
 

@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo_service.app import create_app
-from geo_service.boundaries import versions
-from geo_service.planning import publish
+from geo_service.boundaries import publish, versions
 from geo_service.settings import DatabaseSettings, Settings
 from tests.conftest import auth
 from tests.planning_world import (
@@ -75,9 +74,11 @@ def base(new_database) -> Base:  # type: ignore[no-untyped-def]
                 "AND a.parent_code = b.parent_code AND a.code < b.code AND a.code <> :busy "
                 "AND b.code <> :busy AND a.households + b.households <= 1000 "
                 "AND ST_Length(ST_Intersection(a.geom, b.geom)) > 0.001 "
+                "AND EXISTS (SELECT 1 FROM reports r WHERE r.grid_code = b.code "
+                "AND r.status = ANY(:open)) "  # so the merge surely moves an open case
                 "ORDER BY a.code LIMIT 1"
             ),
-            {"v": world.demo_id, "busy": busy},
+            {"v": world.demo_id, "busy": busy, "open": OPEN},
         ).one()
     engine.dispose()
     edited = plan(world, {busy: 2}, [[pair.a, pair.b]])

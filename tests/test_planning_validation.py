@@ -236,10 +236,10 @@ def test_unknown_format_is_422(client: TestClient, keys, demo_id) -> None:
 
 @pytest.mark.parametrize(
     "role, status",
-    [("anonymous", 401), ("reporter", 403), ("grid_worker", 403), ("operator", 403),
-     ("admin", 403), ("planner", 200)],
+    [("anonymous", 401), ("reporter", 403), ("grid_worker", 403), ("operator", 200),
+     ("admin", 200), ("planner", 200)],
 )
-def test_only_planners_read_validation_reports(
+def test_planners_operators_and_admins_read_validation_reports(
     client: TestClient, keys, demo_id, role: str, status: int
 ) -> None:
     headers = {} if role == "anonymous" else auth(keys[role])

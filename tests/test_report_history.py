@@ -34,6 +34,8 @@ from geo_service.reports.importer import (
 )
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS
 from geo_service.routing import RoutingTable
+from geo_service.stats import catalogue
+from geo_service.stats.calendar import to_epoch
 from tests.support import load_demo
 
 BJ = ZoneInfo("Asia/Shanghai")
@@ -205,7 +207,7 @@ def test_the_loop_is_ordered_closed_and_realistic(year: pd.DataFrame) -> None:
     assert 4 <= dispatch_min.median() <= 9  # Tongxiang: 6 minutes
     old = year[year["reported_at"] < AS_OF - pd.Timedelta(days=30)]
     share = old["status"].value_counts(normalize=True)
-    assert 0.8 <= share["evaluated"] <= 0.92 and 0.02 <= share["rejected"] <= 0.07
+    assert 0.9 <= share["evaluated"] <= 0.98 and 0.02 <= share["rejected"] <= 0.07
     recent = year[year["reported_at"] >= AS_OF - pd.Timedelta(days=2)]
     assert recent["status"].nunique() >= 5  # open at various steps
     rated = year["rating"].notna()
@@ -214,10 +216,10 @@ def test_the_loop_is_ordered_closed_and_realistic(year: pd.DataFrame) -> None:
     assert (year["supervised"] == year["supervised_at"].notna()).all()
     assert 0.02 < year["supervised"].mean() < 0.2
     escalated = year[year["escalated_at"].notna()]
-    sla = pd.to_timedelta(escalated["category"].map(lambda c: CATEGORY_BY_CODE[c].sla_hours), "h")
-    assert (
-        len(escalated) > 100 and (escalated["escalated_at"] >= escalated["reported_at"] + sla).all()
-    )
+    handle_due = catalogue.deadlines(
+        escalated["category"].to_numpy(object), "handle", to_epoch(escalated["accepted_at"])
+    )  # the handling deadline acceptance fixed (working time)
+    assert len(escalated) > 100 and (to_epoch(escalated["escalated_at"]) >= handle_due).all()
     for col in (*STEP_COLUMNS, "rejected_at", "escalated_at", "supervised_at"):
         assert not (year[col] > AS_OF).any(), col  # nothing after the end of the year
 
@@ -252,7 +254,7 @@ def test_import_keeps_statuses_times_and_flags(
             conn.execute(
                 text(
                     "SELECT idempotency_key, status, status_at, closed_at, rating, supervised, "
-                    "hard, reported_at, due_at, handling_level, id FROM reports"
+                    "hard, reported_at, due_at, handling_level, id, handle_due_at FROM reports"
                 )
             ).all()
         ).set_index("idempotency_key")
@@ -267,11 +269,16 @@ def test_import_keeps_statuses_times_and_flags(
     assert (rows["hard"] == frame["hard"]).all()
     assert (rows["reported_at"] == frame["reported_at"]).all()
     assert rows["id"].is_monotonic_increasing  # ids follow time
-    sla = pd.to_timedelta(frame["category"].map(lambda c: CATEGORY_BY_CODE[c].sla_hours), "h")
     plain = frame["escalated_at"].isna()
-    assert (rows.loc[plain, "due_at"] == (frame["reported_at"] + sla)[plain]).all()
-    # escalated when overdue: one level up, due again one SLA later (as escalate_overdue does)
-    assert (rows.loc[~plain, "due_at"] == (frame["escalated_at"] + sla)[~plain]).all()
+    expected = catalogue.history_deadlines(
+        frame["category"].to_numpy(object),
+        *(to_epoch(frame[c]) for c in ("reported_at", "accepted_at", "escalated_at")),
+    )
+    # due when acceptance said (or from the report, never accepted); escalated when overdue:
+    # one level up, due again one handling limit later (as escalate_overdue does)
+    assert np.array_equal(to_epoch(rows["due_at"]), expected.due_at)
+    assert np.array_equal(to_epoch(rows["handle_due_at"]), expected.handle_due_at, equal_nan=True)
+    assert expected.overdue_escalation[~plain.to_numpy()].any()
     levels = {"community": 0, "town": 1, "county": 2}
     base = frame["category"].map(lambda c: levels[CATEGORY_BY_CODE[c].level]) + frame["hard"]
     stored_level = rows["handling_level"].map(levels)

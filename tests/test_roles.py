@@ -104,3 +104,47 @@ def test_grid_workers_see_only_their_area(client: TestClient, keys, case, demo_l
                        headers=auth(keys["grid_worker"])).json()["items"]
     community = demo_locator.grids["community_code"].iloc[0]
     assert items and all(i["community_code"] == community for i in items)
+
+
+# one rule for the caller on every route (geo_service.api.deps.caller): no header is the
+# public, a key must come as "Bearer <key>", and an unknown or revoked key is refused
+CALLER_ROUTES = ("/v1/analytics/heat?res=6", "/tiles/grids.json", "/v1/reports")
+
+
+@pytest.mark.parametrize("path", CALLER_ROUTES)
+@pytest.mark.parametrize(
+    "header, fragment",
+    [("Basic dXNlcjpwdw==", "must be 'Bearer <api key>'"),
+     ("Bearer", "must be 'Bearer <api key>'"),
+     ("Bearer gs_not-a-real-key", "unknown or revoked API key")],
+)
+def test_a_bad_authorization_header_is_401_on_every_route(
+    client: TestClient, path: str, header: str, fragment: str
+) -> None:
+    r = client.get(path, headers={"Authorization": header})
+    assert r.status_code == 401, r.text
+    assert fragment in r.json()["message"]
+
+
+@pytest.mark.parametrize("path, public", [(p, not p.startswith("/v1/reports"))
+                                          for p in CALLER_ROUTES])
+def test_no_header_is_the_public_and_a_good_key_is_its_role(
+    client: TestClient, keys, path: str, public: bool
+) -> None:
+    assert client.get(path).status_code == (200 if public else 401)
+    assert client.get(path, headers=auth(keys["reporter"])).status_code == 200
+
+
+def test_role_checks_name_the_roles_needed(client: TestClient, keys) -> None:
+    r = client.post("/v1/boundaries/reroute-open-cases", headers=auth(keys["reporter"]))
+    assert r.status_code == 403
+    assert r.json()["message"] == (
+        "role 'reporter' may not do this (needs planner or operator or admin)"
+    )
+
+
+def test_openapi_declares_the_bearer_key(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["api_key"]["scheme"] == "bearer"
+    assert {"api_key": []} in doc["paths"]["/v1/reports"]["post"]["security"]
+    assert "security" not in doc["paths"]["/v1/locate"]["get"]  # locate needs no key

@@ -17,6 +17,7 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from geo_service.analytics import h3sql
 from geo_service.app import create_app
@@ -24,11 +25,12 @@ from geo_service.auth import create_key
 from geo_service.boundaries.importer import import_layout
 from geo_service.db.engine import make_engine
 from geo_service.db.migrate import upgrade
-from geo_service.settings import DatabaseSettings, Settings, TilesSettings
+from geo_service.settings import DatabaseSettings, PrivacySettings, Settings, TilesSettings
 from geo_service.tiles.address import Tile
 from geo_service.tiles.generations import GenerationWatcher, read_generation
 from tests.conftest import auth
 from tests.layouts import STEP, X0, Y0, small_layout
+from tests.support import read_only
 
 POLL_S = 0.2
 FIRST = dt.date(2025, 1, 1)
@@ -87,9 +89,12 @@ def tiles_engine(tiles_db) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def tc(tiles_db) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """The service on the small layout; the public may see res-9 cells here (the default,
+    8, is ``tests/test_privacy_public.py``'s), so tiles and analytics compare at res 9."""
     settings = Settings(
         database=DatabaseSettings(url=tiles_db[0]),
         tiles=TilesSettings(generation_poll_s=POLL_S),
+        privacy=PrivacySettings(public_h3_res=9),
     )
     with TestClient(create_app(settings)) as client:
         yield client
@@ -365,6 +370,51 @@ def test_injection_looking_filters_are_refused_and_harm_nothing(tc, tiles_engine
 def test_a_well_formed_but_unknown_area_is_just_empty(tc) -> None:  # type: ignore[no-untyped-def]
     r = tc.get(path("heat", *WEST_GRID, 11) + "?area=330411199")
     assert r.status_code == 204
+
+
+# --------------------------------------------------------------------------- reads never write
+
+
+def test_a_tile_miss_writes_nothing_and_draws_what_the_service_draws(tc, tiles_db) -> None:  # type: ignore[no-untyped-def]
+    """Rendering a tile is a read: a service whose every database session is read only (any
+    write, or SELECT ... FOR UPDATE, fails there) renders each layer's missing tiles, byte for
+    byte as the usual service does. The version's tile-ready copy is prepared beforehand by the
+    usual service (a boundary change rebuilds it once)."""
+    keys = tiles_db[1]
+    file_reports(tc, keys["reporter"], *EAST_GRID, 6, "river_pollution")
+    file_reports(tc, keys["reporter"], *WEST_GRID, 2, "river_pollution")
+    time.sleep(POLL_S)
+    assert tc.get(path("grids", *EAST_GRID, 15)).status_code == 200  # the copy is ready
+    url = read_only(tiles_db[0])
+    probe = make_engine(url, pool_size=1)
+    try:
+        with probe.connect() as conn, pytest.raises(DBAPIError, match="read-only transaction"):
+            conn.execute(text("UPDATE reports SET status = status WHERE id < 0"))
+    finally:
+        probe.dispose()
+    staff = auth(keys["operator"])
+    only = "?category=river_pollution"
+    reads = [
+        (path("heat", *EAST_GRID, 11) + only, {}),  # resolution 8, from the roll-up
+        (path("heat", *EAST_GRID, 13) + only, {}),  # resolution 9
+        (path("heat", *EAST_GRID, 15) + only, staff),  # resolution 11, reports one by one
+        (path("heat", *EAST_GRID, 11) + only + "&level=grid", {}),
+        (path("hotspots", *EAST_GRID, 13) + only, {}),
+        (path("reports", *EAST_GRID, 11) + only, {}),  # clusters
+        (path("reports", *EAST_GRID, 16) + only, staff),  # single reports
+        (path("grids", *WEST_GRID, 15), {}),
+    ]
+    settings = Settings(
+        database=DatabaseSettings(url=url),
+        tiles=TilesSettings(generation_poll_s=POLL_S),
+        privacy=PrivacySettings(public_h3_res=9),  # as tc
+    )
+    with TestClient(create_app(settings)) as ro:
+        for q, headers in reads:
+            got, usual = ro.get(q, headers=headers), tc.get(q, headers=headers)
+            assert got.status_code in (200, 204), (q, got.text[:300])
+            assert got.headers["x-tile-cache"] == "miss", q
+            assert (got.status_code, got.content) == (usual.status_code, usual.content), q
 
 
 # --------------------------------------------------------------------------- invalidation

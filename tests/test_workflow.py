@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from geo_service.locator import Locator
 from geo_service.reports import intake, queries, workflow
 from geo_service.routing import RoutingTable
+from geo_service.stats import catalogue
 from tests.conftest import auth
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -216,7 +217,7 @@ def test_every_refused_transition_is_409_naming_the_allowed_targets(
     [
         ({"to": "solved"}, "unknown status 'solved'"),
         ({"to": "evaluated"}, "rating from 1 to 5"),
-        ({"to": "evaluated", "rating": 6}, "rating from 1 to 5"),
+        ({"to": "evaluated", "rating": 6}, "rating: Input should be less than or equal to 5"),
         ({"to": "accepted", "rating": 5}, "only when the case is evaluated"),
         ({"to": "accepted", "colour": "red"}, "colour"),
         ({}, "to"),
@@ -286,9 +287,11 @@ def test_reassign_to_a_new_category_re_routes_to_its_unit_and_sla(
     assert body["unit"]["type"] == "town_law_enforcement"
     assert body["handling_level"] == "town" and body["routed_by"] == "rule"
     assert body["status"] == "dispatched"  # the new unit starts afresh
-    due = dt.datetime.fromisoformat(body["due_at"])
-    assert due == dt.datetime.fromisoformat(case["reported_at"]) + dt.timedelta(hours=72)
     last = history(client, op, case["id"])[-1]
+    # the new unit gets the new category's whole handling limit, in working time
+    due = dt.datetime.fromisoformat(body["due_at"])
+    assert due == catalogue.deadline("illegal_construction", "handle",
+                                     dt.datetime.fromisoformat(last["at"]))
     assert last["action"] == "reassign" and last["from_status"] == "handling"
     assert last["unit"]["code"] == body["unit"]["code"]
     assert "safety_hazard → illegal_construction" in last["note"]
@@ -413,15 +416,22 @@ def test_escalate_overdue_escalates_an_overdue_case_once_per_sla_period_and_not_
                        reported_at=(NOW - dt.timedelta(hours=30)).isoformat())
     fresh = file_report(client, op, demo_locator, 541)
     walk(client, op, late["id"], "handling")
+    with engine.begin() as conn:  # its handling limit ran out a minute ago
+        conn.execute(text("UPDATE reports SET due_at = now() - interval '1 minute', "
+                          "handle_due_at = now() - interval '1 minute' WHERE id = :id"),
+                     {"id": late["id"]})
     assert get(client, op, late["id"])["overdue"] is True
 
     now = dt.datetime.now(dt.UTC)
     assert _sweep(engine, now) >= 1
     s = _state(engine, late["id"])
     assert (s.handling_level, s.unit) == ("town", f"town_safety_office:{grid[:9]}")
-    assert s.due_at == now + dt.timedelta(hours=24) and s.status == "dispatched"
+    # due again one handling limit (working time) later; still overdue: the escalation
+    # moves the sweep's clock, not the deadline its handling is judged by
+    assert s.due_at == catalogue.deadline("safety_hazard", "handle", now)
+    assert s.status == "dispatched"
     assert _state(engine, fresh["id"]).handling_level == "community"
-    assert get(client, op, late["id"])["overdue"] is False
+    assert get(client, op, late["id"])["overdue"] is True
     last = history(client, op, late["id"])[-1]
     assert last["action"] == "escalate_overdue" and last["actor"] == "system"
     assert last["note"].endswith("escalated (community → town)")

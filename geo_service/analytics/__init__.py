@@ -9,7 +9,7 @@ analysis; :func:`suppress` and :func:`feature_collection` turn it into a public 
 ``hotspots.hotspots``       Gi* on H3 cells (distance band) or areas (queen/rook)
 ``emerging_hotspots``       Esri's emerging hot spot categories over day/week/month slices
 ``case_stages``             open / overdue / supervised cases, median time per loop step
-``backfill_h3``             fill H3 cells of reports another writer stored (roll-up follows)
+``backfill_h3``             repair: H3 cells for reports stored without one (never on reads)
 ==========================  ==============================================================
 
 Names are imported on first use, so importing one layer does not pull in scipy.

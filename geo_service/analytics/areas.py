@@ -1,72 +1,62 @@
-"""Areas of the boundary version in force, as analyses need them (cached per version).
+"""Areas of the boundary version in force, as analyses need them.
 
-Published versions do not change, so their areas are read once per (version, level). Only
-public attributes are kept: code, name, level, parent code, households, population — never the
-grid worker's or leader's names.
+The frames and the study area are items of the per-version registry
+(:mod:`geo_service.locator.registry`): read once per (version, level), dropped with everything
+else derived from a version when a publish or rollback changes the schedule. Only public
+attributes are kept: code, name, level, parent code, households, population — never the grid
+worker's or leader's names.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
 from typing import Final
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.analytics.filters import level_length
 from geo_service.boundaries.codes import level_of
-from geo_service.boundaries.versions import load_areas, version_in_force
+from geo_service.boundaries.versions import load_areas
 from geo_service.errors import NotFound
 from geo_service.locator.locator import VersionInfo
+from geo_service.locator.registry import VersionRegistry, process_registry
 
 PUBLIC_COLUMNS: Final = ("code", "name", "level", "parent_code", "households", "population")
-_CACHE_SIZE: Final = 8
-# keyed by database too: one process may serve (or test) several databases whose ids collide
-_cache: OrderedDict[tuple[str, int | None, str], gpd.GeoDataFrame] = OrderedDict()
-_coverage: OrderedDict[tuple[str, int | None], shapely.Geometry] = OrderedDict()
-_lock = threading.Lock()
 
 
-def _remember(store: OrderedDict, key: object, value: object) -> None:
-    with _lock:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > _CACHE_SIZE:
-            store.popitem(last=False)
+def version(
+    conn: Connection, as_of: dt.date | None = None, registry: VersionRegistry | None = None
+) -> VersionInfo:
+    """The boundary version in force on ``as_of`` (today by default), as ``registry`` (this
+    process's when None) knows it."""
+    return (registry or process_registry()).in_force(conn, as_of)
 
 
-def _database(conn: Connection, version_id: int | None) -> str:
-    """Which database ``conn`` talks to and which area rows the version holds: a draft rolled
-    back and edited keeps its id but not its areas, and ids collide across databases."""
-    rows = conn.execute(
-        text("SELECT count(*), coalesce(sum(area_id), 0) FROM version_areas WHERE version_id = :v"),
-        {"v": version_id},
-    ).one()
-    return f"{conn.engine.url.render_as_string(hide_password=True)}#{rows[0]}:{rows[1]}"
-
-
-def version(conn: Connection, as_of: dt.date | None = None) -> VersionInfo:
-    """The boundary version in force on ``as_of`` (today by default)."""
-    return version_in_force(conn, as_of)
-
-
-def areas(conn: Connection, level: str, as_of: dt.date | None = None) -> gpd.GeoDataFrame:
+def areas(
+    conn: Connection,
+    level: str,
+    as_of: dt.date | None = None,
+    registry: VersionRegistry | None = None,
+) -> gpd.GeoDataFrame:
     """The ``level`` areas of the version in force: public columns, households filled in.
 
     Where an area has no household count its grids' sum stands in, so per-household rates
-    exist at every level. ``attrs["version"]`` names the version.
+    exist at every level. ``attrs["version"]`` names the version. The frame is shared: do not
+    change it.
     """
     level_length(level)
-    info = version(conn, as_of)
-    key = (_database(conn, info.id), info.id, level)
-    with _lock:
-        hit = _cache.get(key)
-    if hit is not None:
-        return hit
+    registry = registry or process_registry()
+    info = registry.in_force(conn, as_of)
+    return registry.get(
+        conn, info, ("analytics-areas", level), lambda v: _public_areas(conn, v, level)
+    )
+
+
+def _public_areas(conn: Connection, info: VersionInfo, level: str) -> gpd.GeoDataFrame:
+    """Read the ``level`` areas of ``info`` with public columns and households filled in."""
     frame = load_areas(conn, info.id, (level,))
     frame = frame[[*PUBLIC_COLUMNS, "geometry"]].copy()
     missing = frame["households"].isna()
@@ -78,30 +68,31 @@ def areas(conn: Connection, level: str, as_of: dt.date | None = None) -> gpd.Geo
     frame = frame.reset_index(drop=True)
     frame.attrs["version"] = info.label
     frame.attrs["version_id"] = info.id
-    _remember(_cache, key, frame)
     return frame
 
 
 def coverage(
-    conn: Connection, area: str | None = None, as_of: dt.date | None = None
+    conn: Connection,
+    area: str | None = None,
+    as_of: dt.date | None = None,
+    registry: VersionRegistry | None = None,
 ) -> shapely.Geometry:
     """The study area: the union of the version's grids, or one area's polygon by code."""
+    registry = registry or process_registry()
     if area is not None:
         level = _level_of(area)
-        match = areas(conn, level, as_of)
+        match = areas(conn, level, as_of, registry)
         hit = match.loc[match["code"] == area, "geometry"]
         if hit.empty:
             raise NotFound(f"no area {area!r} in the boundary version in force")
         return hit.iloc[0]
-    info = version(conn, as_of)
-    key = (_database(conn, info.id), info.id)
-    with _lock:
-        geom = _coverage.get(key)
-    if geom is None:
-        grids = areas(conn, "grid", as_of)
-        geom = shapely.union_all(np.asarray(grids.geometry.values), grid_size=None)
-        _remember(_coverage, key, geom)
-    return geom
+    info = registry.in_force(conn, as_of)
+
+    def union(_: VersionInfo) -> shapely.Geometry:
+        grids = areas(conn, "grid", as_of, registry)
+        return shapely.union_all(np.asarray(grids.geometry.values), grid_size=None)
+
+    return registry.get(conn, info, "analytics-coverage", union)
 
 
 def _level_of(code: str) -> str:

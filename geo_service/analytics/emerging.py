@@ -31,20 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
-import shapely
 from scipy import stats
-from sqlalchemy import Connection, Date, DateTime, cast, func, literal, select
+from sqlalchemy import Connection
 
 from geo_service.analytics import areas as area_data
 from geo_service.analytics import h3sql
-from geo_service.analytics.filters import (
-    LOCAL_TZ,
-    AnalysisFilter,
-    attribute_conditions,
-    day_conditions,
-    heat_rollup,
-    level_length,
-)
+from geo_service.analytics.filters import LOCAL_TZ, AnalysisFilter, in_view, level_length
 from geo_service.analytics.hotspots import bh_adjust, check_features, confidence_bins, gi_star
 from geo_service.analytics.weights import (
     Band,
@@ -56,9 +48,11 @@ from geo_service.analytics.weights import (
     space_time,
 )
 from geo_service.errors import InvalidInput, TooLarge
+from geo_service.store import rollups
 
 SliceUnit = Literal["day", "week", "month"]
 SLICE_UNITS: Final = ("day", "week", "month")
+DEFAULT_RES: Final = 8  # H3 resolution without res
 DEFAULT_SLICES: Final = {"day": 30, "week": 12, "month": 12}
 MIN_SLICES: Final = 10  # Esri needs ten time steps for a trend
 MAX_SLICES: Final = 400
@@ -287,21 +281,19 @@ def slices(f: AnalysisFilter, unit: str, now: dt.datetime | None = None) -> list
 
 
 def _cube_rows(
-    conn: Connection, f: AnalysisFilter, bounds: list[dt.date], unit: str, key: object
+    conn: Connection,
+    f: AnalysisFilter,
+    bounds: list[dt.date],
+    unit: str,
+    *,
+    res: int | None = None,
+    code_length: int | None = None,
 ) -> pd.DataFrame:
-    """(slice start, location key, n) from the roll-up over whole days."""
-    day = heat_rollup.c.day
-    start = (
-        day if unit == "day" else cast(func.date_trunc(literal(unit), cast(day, DateTime)), Date)
+    """(slice start, location key, n) from the roll-up over whole days: per
+    resolution-``res`` cell, or per area code of ``code_length`` digits."""
+    rows = rollups.rollup_slices(
+        conn, f, bounds[0], bounds[-1], unit, res=res, code_length=code_length
     )
-    sub = (
-        select(start.label("slice"), key.label("loc"), heat_rollup.c.n)  # type: ignore[attr-defined]
-        .where(day_conditions(bounds[0], bounds[-1]), *attribute_conditions(f, heat_rollup))
-        .subquery()
-    )
-    rows = conn.execute(
-        select(sub.c.slice, sub.c.loc, func.sum(sub.c.n)).group_by(sub.c.slice, sub.c.loc)
-    ).all()
     return pd.DataFrame(rows, columns=["slice", "loc", "n"])
 
 
@@ -338,12 +330,6 @@ def _attrs(
     }
 
 
-def _finish(frame: gpd.GeoDataFrame, f: AnalysisFilter) -> gpd.GeoDataFrame:
-    if f.bbox is not None:
-        frame = frame[frame.intersects(shapely.box(*f.bbox))].reset_index(drop=True)
-    return frame
-
-
 def emerging_hotspots_h3(
     conn: Connection,
     f: AnalysisFilter,
@@ -362,7 +348,7 @@ def emerging_hotspots_h3(
     ``band_m`` or chosen as OHSA does on the cells' totals over the cube."""
     h3sql.check_res(res, h3sql.MIN_RES, h3sql.ROLLUP_RES)
     bounds = slices(f, unit, now)
-    rows = _cube_rows(conn, f, bounds, unit, h3sql.sql_parent(heat_rollup.c.h3_9, res))
+    rows = _cube_rows(conn, f, bounds, unit, res=res)
     counted = rows.loc[rows["n"] > 0, "loc"].to_numpy(dtype=np.int64)
     cells = h3sql.study_area_cells(area_data.coverage(conn, f.area, as_of), res, counted)
     cube = _cube(rows, cells, bounds)
@@ -390,7 +376,7 @@ def emerging_hotspots_h3(
         distance_band_m=round(band.distance_m, 1),
         band_rule=band.rule,
     )
-    return _finish(frame, f)
+    return in_view(frame, f)
 
 
 def emerging_hotspots_areas(
@@ -413,8 +399,7 @@ def emerging_hotspots_areas(
     polys = area_data.areas(conn, level, as_of)
     if f.area:
         polys = polys[polys["code"].str.startswith(f.area)].reset_index(drop=True)
-    key = func.left(heat_rollup.c.grid_code, length)
-    rows = _cube_rows(conn, f, bounds, unit, key)
+    rows = _cube_rows(conn, f, bounds, unit, code_length=length)
     cube = _cube(rows, polys["code"].to_numpy(), bounds)
     result = emerging(
         cube,
@@ -434,7 +419,7 @@ def emerging_hotspots_areas(
         weights=rule,
         version=polys.attrs.get("version"),
     )
-    return _finish(frame, f)
+    return in_view(frame, f)
 
 
 def emerging_hotspots(
@@ -471,7 +456,7 @@ def emerging_hotspots(
     return emerging_hotspots_h3(
         conn,
         f,
-        8 if res is None else res,
+        DEFAULT_RES if res is None else res,
         unit,
         band_m=band_m,
         time_steps=time_steps,

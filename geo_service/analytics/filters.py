@@ -1,7 +1,8 @@
 """The one filter every analysis takes (time window, category, channel, status, area, bbox).
 
 Endpoints, vector tiles and map pages build an :class:`AnalysisFilter` with :func:`make_filter`
-and hand it to the analysis functions, so a layer means the same thing wherever it is drawn.
+and hand it to the analysis functions, so a layer means the same thing wherever it is drawn;
+``geo_service.store.rollups`` turns it into SQL, :func:`in_view` trims a finished layer.
 Times without a zone are Beijing time (the service's users think in it); a report counts in
 ``[since, until)`` by ``reported_at``.
 """
@@ -11,32 +12,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, String, and_, column, table, true
-from sqlalchemy.sql.elements import ColumnElement
+import shapely
 
 from geo_service.boundaries.codes import CODE_LENGTH, level_of
+from geo_service.db.schema import AREA_LEVELS
 from geo_service.errors import InvalidInput
 from geo_service.reports.queries import CLOSED_STATUSES, OPEN_STATUSES, STATUSES, parse_bbox
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+
 LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
 # shorthands accepted in ``status=``
 STATUS_ALIASES: Final = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES}
-AREA_LEVELS: Final = tuple(CODE_LENGTH)  # district, town, community, grid
-
-heat_rollup = table(
-    "heat_rollup",
-    column("day", Date),
-    column("h3_9"),
-    column("grid_code", String),
-    column("category", String),
-    column("channel", String),
-    column("status", String),
-    column("n"),
-)
 
 
 @dataclass(frozen=True)
@@ -106,44 +98,6 @@ def make_filter(
     )
 
 
-def attribute_conditions(f: AnalysisFilter, t: Any) -> list[ColumnElement[bool]]:
-    """Category, channel, status and area conditions on a table with those columns
-    (``reports`` or ``heat_rollup``); the time window is the caller's (days or instants)."""
-    conds: list[ColumnElement[bool]] = []
-    if f.categories:
-        conds.append(t.c.category.in_(f.categories))
-    if f.channels:
-        conds.append(t.c.channel.in_(f.channels))
-    if f.statuses:
-        conds.append(t.c.status.in_(f.statuses))
-    if f.area:
-        # area codes are prefixes of the codes below them (geo_service.boundaries.codes)
-        conds.append(t.c.grid_code.startswith(f.area, autoescape=True))
-    return conds
-
-
-def window_conditions(
-    t: Any, since: dt.datetime | None, until: dt.datetime | None
-) -> list[ColumnElement[bool]]:
-    """``reported_at`` in ``[since, until)`` on the reports table."""
-    conds: list[ColumnElement[bool]] = []
-    if since is not None:
-        conds.append(t.c.reported_at >= since)
-    if until is not None:
-        conds.append(t.c.reported_at < until)
-    return conds
-
-
-def day_conditions(first: dt.date | None, stop: dt.date | None) -> ColumnElement[bool]:
-    """Roll-up days in ``[first, stop)``."""
-    conds = []
-    if first is not None:
-        conds.append(heat_rollup.c.day >= first)
-    if stop is not None:
-        conds.append(heat_rollup.c.day < stop)
-    return and_(*conds) if conds else true()
-
-
 def level_length(level: str) -> int:
     """Digits of an area code at ``level`` (4xx naming the levels for an unknown one)."""
     if level not in CODE_LENGTH:
@@ -151,16 +105,13 @@ def level_length(level: str) -> int:
     return CODE_LENGTH[level]
 
 
-reports = table(
-    "reports",
-    column("id"),
-    column("reported_at"),
-    column("category", String),
-    column("channel", String),
-    column("status", String),
-    column("grid_code", String),
-    column("h3_11"),
-    column("geom"),
-    column("due_at"),
-    column("supervised"),
-)
+def in_view(frame: gpd.GeoDataFrame, f: AnalysisFilter) -> gpd.GeoDataFrame:
+    """The features of an analysis the filter's area and bbox show: areas inside the area
+    filter or above it (codes are prefixes of the codes below them), features meeting the
+    bbox. Frames without codes (H3 cells) are filtered by the bbox only."""
+    if f.area and "code" in frame:
+        area = f.area
+        frame = frame[frame["code"].map(lambda c: c.startswith(area) or area.startswith(c))]
+    if f.bbox is not None:
+        frame = frame[frame.intersects(shapely.box(*f.bbox))]
+    return frame.reset_index(drop=True)

@@ -19,13 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
-import shapely
 from scipy import stats
 from sqlalchemy import Connection
 
 from geo_service.analytics import areas as area_data
 from geo_service.analytics import h3sql
-from geo_service.analytics.filters import AnalysisFilter
+from geo_service.analytics.filters import AnalysisFilter, in_view
 from geo_service.analytics.heat import area_counts, cell_counts
 from geo_service.analytics.weights import (
     Band,
@@ -39,6 +38,7 @@ from geo_service.analytics.weights import (
 from geo_service.errors import InvalidInput
 
 MIN_FEATURES: Final = 30
+DEFAULT_RES: Final = 9  # H3 resolution without res or zoom
 MAX_PERMUTATIONS: Final = 9999
 CONFIDENCE: Final = ((3, 0.01), (2, 0.05), (1, 0.10))  # Gi_Bin level, two-sided alpha
 CLASS_OF_BIN: Final = {
@@ -213,8 +213,7 @@ def analyse(
 def _finish(
     frame: gpd.GeoDataFrame, f: AnalysisFilter, attrs: dict[str, object]
 ) -> gpd.GeoDataFrame:
-    if f.bbox is not None:
-        frame = frame[frame.intersects(shapely.box(*f.bbox))].reset_index(drop=True)
+    frame = in_view(frame, f)
     frame.attrs.update(attrs)
     return frame
 
@@ -383,7 +382,7 @@ def hotspots(
             "per_household applies to areas: give level=grid|community|town|district"
         )
     if res is None:
-        res = min(h3sql.res_for_zoom(zoom), 10) if zoom is not None else 9
+        res = min(h3sql.res_for_zoom(zoom), 10) if zoom is not None else DEFAULT_RES
     return hotspots_h3(
         conn,
         f,

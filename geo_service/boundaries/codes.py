@@ -23,10 +23,12 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-Level = Literal["district", "town", "community", "grid"]
+from geo_service.db.schema import AREA_LEVELS, AreaLevel
+
+Level = AreaLevel
 TownKind = Literal["subdistrict", "town", "township"]
 
-LEVELS: Final[tuple[Level, ...]] = ("district", "town", "community", "grid")
+LEVELS: Final = AREA_LEVELS
 CODE_LENGTH: Final[dict[Level, int]] = {"district": 6, "town": 9, "community": 12, "grid": 15}
 TOWN_KINDS: Final[dict[TownKind, tuple[int, int]]] = {
     "subdistrict": (1, 99),

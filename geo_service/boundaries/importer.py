@@ -1,4 +1,6 @@
-"""Import a layout file as a new boundary version: read, validate, write in one transaction.
+"""Import a layout file as a new boundary version: read, validate, write in one transaction
+(published in that transaction through the one publish path, :mod:`geo_service.boundaries.publish`,
+when asked).
 
 Unchanged areas (same code, attributes and exact geometry as a stored row) are shared between
 versions rather than copied; new rows also get their ``ST_Subdivide`` parts.
@@ -7,28 +9,24 @@ versions rather than copied; new rows also get their ``ST_Subdivide`` parts.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
-import numpy as np
-import pandas as pd
-import shapely
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
+from geo_service import audit
+from geo_service.auth import Principal
+from geo_service.boundaries import publish as publishing
 from geo_service.boundaries import versions
-from geo_service.boundaries.reader import REQUIRED_COLUMNS, read_layout
+from geo_service.boundaries.reader import read_layout
 from geo_service.boundaries.validation import DEFAULT_TOLERANCE_M2, Problem, validate_layout
 from geo_service.errors import BoundaryValidationFailed, Conflict
 from geo_service.locator.locator import VersionInfo
+from geo_service.locator.registry import VersionRegistry
 from geo_service.routing import seed_units
-
-SUBDIVIDE_MAX_VERTICES = 128
-_CORE = (*REQUIRED_COLUMNS, "geometry", "households", "population")
+from geo_service.settings import PlanningSettings
+from geo_service.store import versions as store
 
 
 @dataclass
@@ -40,58 +38,7 @@ class ImportSummary:
     new_areas: int
     shared_areas: int
     problems: list[Problem] = field(default_factory=list)
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe Python value from a pandas/numpy cell (NaN → None)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    value = _plain(value)
-    return None if value is None or value == "" else int(value)
-
-
-def area_rows(frame: gpd.GeoDataFrame) -> list[dict[str, Any]]:
-    """One insertable dict per feature, with its content fingerprint."""
-    extra = [c for c in frame.columns if c not in _CORE]
-    wkbs = shapely.to_wkb(shapely.force_2d(frame.geometry.to_numpy()), hex=False)
-    rows = []
-    # records, not itertuples: attribute names need not be Python identifiers ("grid worker")
-    records = pd.DataFrame(frame.drop(columns=frame.geometry.name)).to_dict("records")
-    for i, r in enumerate(records):
-        attrs = {c: _plain(r[c]) for c in extra if _plain(r[c]) is not None}
-        row = {
-            "code": r["code"],
-            "name": r["name"],
-            "level": r["level"],
-            "parent_code": r["parent_code"] or None,
-            "households": _int_or_none(r.get("households")),
-            "population": _int_or_none(r.get("population")),
-            "attributes": json.dumps(attrs, ensure_ascii=False, sort_keys=True),
-            "wkb": wkbs[i],
-        }
-        digest = hashlib.sha256()
-        for key in (
-            "code",
-            "name",
-            "level",
-            "parent_code",
-            "households",
-            "population",
-            "attributes",
-        ):
-            digest.update(repr(row[key]).encode())
-        digest.update(wkbs[i])
-        row["fingerprint"] = digest.hexdigest()
-        rows.append(row)
-    return rows
+    published: publishing.Switch | None = None  # the publish, when asked for
 
 
 def check_layout(frame: gpd.GeoDataFrame, tolerance_m2: float) -> None:
@@ -106,77 +53,37 @@ def check_layout(frame: gpd.GeoDataFrame, tolerance_m2: float) -> None:
         )
 
 
-def new_draft(conn: Connection, label: str, source: str, source_crs: str = "EPSG:4326") -> int:
-    """Insert an empty draft version row and return its id (409 when the label is taken)."""
-    taken = conn.execute(
-        text("SELECT 1 FROM boundary_versions WHERE label = :l"), {"l": label}
-    ).first()
-    if taken:
+def new_draft(
+    conn: Connection,
+    label: str,
+    source: str,
+    source_crs: str = "EPSG:4326",
+    *,
+    principal: Principal | None = None,
+) -> int:
+    """Insert an empty draft version row and return its id (409 when the label is taken);
+    audited as made by ``principal`` (None: the local account)."""
+    if store.label_taken(conn, label):
         raise Conflict(f"a boundary version labelled {label!r} exists already")
-    vid: int = conn.execute(
-        text(
-            "INSERT INTO boundary_versions (label, status, source, source_crs) "
-            "VALUES (:l, 'draft', :s, :c) RETURNING id"
-        ),
-        {"l": label, "s": source, "c": source_crs},
-    ).scalar_one()
+    vid = store.insert_draft(conn, label, source, source_crs)
+    what = {"label": label, "source": source}
+    audit.record(conn, "boundary.draft_create", "boundary_version", vid, principal, what)
     return vid
 
 
 def write_version(
-    conn: Connection, frame: gpd.GeoDataFrame, label: str, source: str, source_crs: str
+    conn: Connection,
+    frame: gpd.GeoDataFrame,
+    label: str,
+    source: str,
+    source_crs: str,
+    *,
+    principal: Principal | None = None,
 ) -> tuple[int, int, int]:
     """Insert a draft version holding ``frame``; return (version id, new rows, shared rows)."""
-    vid = new_draft(conn, label, source, source_crs)
-    rows = area_rows(frame)
-    known = dict(
-        conn.execute(
-            text(
-                "SELECT DISTINCT ON (fingerprint) fingerprint, id FROM areas "
-                "WHERE fingerprint = ANY(:f) ORDER BY fingerprint, id"
-            ),
-            {"f": [r["fingerprint"] for r in rows]},
-        ).all()
-    )
-    fresh = [r for r in rows if r["fingerprint"] not in known]
-    new_ids: list[int] = []
-    if fresh:
-        conn.execute(
-            text(
-                "INSERT INTO areas (code, name, level, parent_code, households, population, "
-                "attributes, fingerprint, geom) VALUES (:code, :name, :level, :parent_code, "
-                ":households, :population, CAST(:attributes AS jsonb), :fingerprint, "
-                "ST_Multi(ST_GeomFromWKB(:wkb, 4326)))"
-            ),
-            fresh,
-        )
-        inserted = conn.execute(
-            text("SELECT id, fingerprint FROM areas WHERE fingerprint = ANY(:f)"),
-            {"f": [r["fingerprint"] for r in fresh]},
-        ).all()
-        for area_id, fp in inserted:
-            if fp not in known:
-                known[fp] = area_id
-                new_ids.append(area_id)
-    conn.execute(
-        text(
-            "INSERT INTO version_areas (version_id, area_id, code, level) "
-            "VALUES (:v, :a, :code, :level)"
-        ),
-        [
-            {"v": vid, "a": known[r["fingerprint"]], "code": r["code"], "level": r["level"]}
-            for r in rows
-        ],
-    )
-    if new_ids:
-        conn.execute(
-            text(
-                "INSERT INTO area_parts (area_id, geom) SELECT id, ST_Subdivide(geom, :n) "
-                "FROM areas WHERE id = ANY(:ids)"
-            ),
-            {"n": SUBDIVIDE_MAX_VERTICES, "ids": new_ids},
-        )
-    return int(vid), len(new_ids), len(rows) - len(new_ids)
+    vid = new_draft(conn, label, source, source_crs, principal=principal)
+    added = store.add_areas(conn, vid, frame)
+    return vid, added.inserted, added.shared
 
 
 def import_layout(
@@ -187,13 +94,19 @@ def import_layout(
     effective_from: dt.date | None = None,
     publish: bool = False,
     tolerance_m2: float = DEFAULT_TOLERANCE_M2,
+    limits: PlanningSettings | None = None,
+    registry: VersionRegistry | None = None,
 ) -> ImportSummary:
-    """Read, validate and store ``path`` as version ``label`` (published when asked).
+    """Read, validate and store ``path`` as version ``label``; when ``publish``, publish it
+    from ``effective_from`` (today by default) as any draft is published: refused on a
+    validation error (grid limits from ``limits``, else the environment's, with
+    ``tolerance_m2``), units seeded, open cases re-routed, ``registry`` told.
 
     Everything happens in one transaction: a refused or failing import writes nothing.
     """
     layout = read_layout(path, crs=crs)
     check_layout(layout.frame, tolerance_m2)
+    switch = None
     with engine.begin() as conn:
         vid, new, shared = write_version(
             conn, layout.frame, label, Path(path).name, layout.source_crs
@@ -201,6 +114,16 @@ def import_layout(
         seed_units(conn, vid)
         info = versions.get_version(conn, vid)
         if publish:
-            info = versions.publish(conn, vid, effective_from or dt.date.today())
+            switch = publishing.publish_draft(
+                conn,
+                vid,
+                effective_from or dt.date.today(),
+                limits=limits or PlanningSettings(tolerance_m2=tolerance_m2),
+            )
+            info = switch.version
+    if switch is not None:
+        publishing.announce(engine, switch, registry)
     counts = layout.frame["level"].value_counts().to_dict()
-    return ImportSummary(info, {str(k): int(v) for k, v in counts.items()}, new, shared)
+    return ImportSummary(
+        info, {str(k): int(v) for k, v in counts.items()}, new, shared, published=switch
+    )

@@ -1,13 +1,16 @@
 """Read a boundary layout file (GeoJSON, GeoPackage, zipped Shapefile) into WGS84.
 
-Pathological input is refused before GEOS sees it: non-polygonal or nested collections,
-non-finite coordinates, more vertices than the limit. Coordinates already in WGS84/CGCS2000
-are kept bit for bit (no reprojection, no rounding).
+What the file is and holds is checked first (:mod:`geo_service.boundaries.safety`: content
+sniffed, features and vertices counted before GDAL or GEOS build a geometry, zips unpacked
+within limits, all from ``GEO_LAYOUT_*``); then non-polygonal or nested collections and
+non-finite coordinates are refused before GEOS sees them. Coordinates already in
+WGS84/CGCS2000 are kept bit for bit (no reprojection, no rounding). Messages name the file as
+the caller knows it, never a server path.
 """
 
 from __future__ import annotations
 
-import zipfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,18 +19,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyogrio
+import pyogrio.raw
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 
+from geo_service.boundaries import safety
 from geo_service.coords import check_lonlat, normalize_crs, to_wgs84
 from geo_service.errors import InvalidCoordinates, InvalidGeometry, InvalidInput, TooLarge
+from geo_service.settings import LayoutLimitSettings
 
 REQUIRED_COLUMNS = ("code", "name", "level", "parent_code")
-MAX_VERTICES_PER_FEATURE = 500_000
-MAX_VERTICES_TOTAL = 20_000_000
-MAX_FEATURES = 1_000_000
-MAX_UNZIPPED_BYTES = 2 << 30
-MAX_ZIP_RATIO = 200
+# the default per-feature limit (GEO_LAYOUT_MAX_VERTICES_PER_FEATURE), for geometries that
+# arrive as JSON bodies rather than files (a planner's grid edit)
+MAX_VERTICES_PER_FEATURE = LayoutLimitSettings.model_fields["max_vertices_per_feature"].default
 _TRUNCATED = {
     "parent_cod": "parent_code",
     "population": "population",
@@ -54,26 +58,13 @@ class Layout:
     source_crs: str
 
 
-def _check_zip(path: Path) -> None:
-    """Refuse zips with absolute/parent paths or that would inflate past the limits."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            total = 0
-            for info in zf.infolist():
-                name = info.filename
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise InvalidInput(f"zip member {name!r} points outside the archive")
-                total += info.file_size
-                if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
-                    raise TooLarge(f"zip member {name!r} inflates over {MAX_ZIP_RATIO}x: refused")
-            if total > MAX_UNZIPPED_BYTES:
-                raise TooLarge(f"zip would unpack to {total} bytes, over {MAX_UNZIPPED_BYTES}")
-    except zipfile.BadZipFile as exc:
-        raise InvalidInput(f"{path.name} is not a valid zip file: {exc}") from exc
-
-
-def read_layout(path: str | Path, crs: str | None = None, layer: str | None = None) -> Layout:
-    """Read ``path`` and convert it to WGS84.
+def read_layout(
+    path: str | Path,
+    crs: str | None = None,
+    layer: str | None = None,
+    limits: LayoutLimitSettings | None = None,
+) -> Layout:
+    """Read ``path`` and convert it to WGS84, within ``limits`` (``GEO_LAYOUT_*`` when None).
 
     ``crs`` (wgs84, cgcs2000, gcj02, bd09, EPSG:n) says what the coordinates are in and wins
     over the file's own declaration: GeoJSON always claims WGS84, even when its coordinates
@@ -81,35 +72,82 @@ def read_layout(path: str | Path, crs: str | None = None, layer: str | None = No
     none (a Shapefile without .prj) is refused.
     """
     p = Path(path)
-    if not p.exists():
+    limits = limits or LayoutLimitSettings()
+    if not p.is_file():
         raise InvalidInput(f"no such file: {p.name}")
-    source = str(p)
-    if p.suffix.lower() == ".zip":
-        _check_zip(p)
-        source = f"/vsizip/{p.resolve()}"
+    if p.suffix.lower() != ".zip":
+        return _read_plain(p, p.name, crs, layer, limits)
+    safety.check_content(p, p.name)
+    with tempfile.TemporaryDirectory(prefix="geo-layout-") as tmp:
+        folder = Path(tmp)
+        safety.extract_zip(p, folder, limits, p.name)
+        inner = safety.layout_in(folder)
+        name = f"{p.name}:{inner.relative_to(folder).as_posix()}"
+        return _read_plain(inner, name, crs, layer, limits)
+
+
+def _read_plain(
+    p: Path, name: str, crs: str | None, layer: str | None, limits: LayoutLimitSettings
+) -> Layout:
+    """Check and read one layout file that is not a zip; ``name`` is how messages call it."""
+    safety.check_content(p, name)
+    geojson = p.suffix.lower() in safety.GEOJSON_SUFFIXES
+    source = f"GeoJSON:{p}" if geojson else str(p)  # the driver the content was checked for
     try:
-        declared = pyogrio.read_info(source, layer=layer).get("crs")
+        if geojson:
+            safety.scan_geojson(p, name, limits)
+            info = pyogrio.read_info(source, layer=layer)
+        else:
+            info = pyogrio.read_info(source, layer=layer, force_feature_count=True)
+            _check_ogr(p, source, name, layer, int(info.get("features", -1)), limits)
+        declared = info.get("crs")
         frame = pyogrio.read_dataframe(source, layer=layer)
     except (DataSourceError, DataLayerError) as exc:
-        raise InvalidInput(f"cannot read {p.name} as a vector layout: {exc}") from exc
+        message = str(exc).replace(source, name).replace(str(p), name)
+        raise InvalidInput(f"cannot read {name} as a vector layout: {message}") from exc
     if crs is not None:
         crs_name = normalize_crs(crs)
     elif not declared:
         raise InvalidInput(
-            f"{p.name} declares no coordinate system (a Shapefile without .prj?): give crs"
+            f"{name} declares no coordinate system (a Shapefile without .prj?): give crs"
         )
     else:
         epsg = gpd.GeoSeries([], crs=declared).crs.to_epsg()
         if not epsg:
-            raise InvalidInput(f"{p.name} has a CRS with no EPSG code ({declared}): give crs")
+            raise InvalidInput(f"{name} has a CRS with no EPSG code ({declared}): give crs")
         crs_name = normalize_crs(f"EPSG:{epsg}")
-    return Layout(prepare_frame(frame, crs_name), crs_name)
+    return Layout(prepare_frame(frame, crs_name, limits), crs_name)
 
 
-def prepare_frame(frame: pd.DataFrame, crs_name: str) -> gpd.GeoDataFrame:
+def _check_ogr(
+    p: Path, source: str, name: str, layer: str | None, features: int, limits: LayoutLimitSettings
+) -> None:
+    """Features and vertices of a GeoPackage or Shapefile against ``limits``, from GDAL's
+    count and the geometries' WKB, before any shapely geometry is built. A file too small to
+    hold more vertices than a limit (16 bytes a vertex at least) is not walked."""
+    if features > limits.max_features:
+        raise TooLarge(
+            f"{name} holds {features} features, over the limit of {limits.max_features} "
+            "(GEO_LAYOUT_MAX_FEATURES)",
+            details={"file": name, "limit": limits.max_features},
+        )
+    size = p.stat().st_size
+    if size // 16 <= min(limits.max_vertices_per_feature, limits.max_vertices_total):
+        return
+    _, _, wkb, _ = pyogrio.raw.read(source, layer=layer, columns=[], read_geometry=True)
+    safety.check_wkb(list(wkb), name, limits)
+
+
+def prepare_frame(
+    frame: pd.DataFrame, crs_name: str, limits: LayoutLimitSettings | None = None
+) -> gpd.GeoDataFrame:
     """Check the schema and geometry sanity, convert to WGS84, normalise the columns."""
-    if len(frame) > MAX_FEATURES:
-        raise TooLarge(f"{len(frame)} features, over the limit of {MAX_FEATURES}")
+    limits = limits or LayoutLimitSettings()
+    if len(frame) > limits.max_features:
+        raise TooLarge(
+            f"{len(frame)} features, over the limit of {limits.max_features} "
+            "(GEO_LAYOUT_MAX_FEATURES)"
+        )
     # Shapefile (dBASE) field names stop at 10 characters
     frame = frame.rename(columns={k: v for k, v in _TRUNCATED.items() if v not in frame.columns})
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -122,7 +160,7 @@ def prepare_frame(frame: pd.DataFrame, crs_name: str) -> gpd.GeoDataFrame:
     gdf = gpd.GeoDataFrame(frame, geometry="geometry")
     geoms = gdf.geometry.to_numpy()
     codes = gdf["code"].astype(str).to_numpy()
-    check_geometry_sanity(geoms, codes)
+    check_geometry_sanity(geoms, codes, limits)
     name = normalize_crs(crs_name)
     coords = shapely.get_coordinates(geoms)
     if name in ("wgs84", "cgcs2000"):
@@ -143,8 +181,14 @@ def prepare_frame(frame: pd.DataFrame, crs_name: str) -> gpd.GeoDataFrame:
     return out
 
 
-def check_geometry_sanity(geoms: npt.NDArray[np.object_], codes: npt.NDArray[np.str_]) -> None:
-    """Refuse what GEOS should never be asked about: wrong types, NaN/inf, huge vertex counts."""
+def check_geometry_sanity(
+    geoms: npt.NDArray[np.object_],
+    codes: npt.NDArray[np.str_],
+    limits: LayoutLimitSettings | None = None,
+) -> None:
+    """Refuse what GEOS should never be asked about: wrong types, NaN/inf, huge vertex counts
+    (the files' own checks ran before; this holds for frames built otherwise)."""
+    limits = limits or LayoutLimitSettings()
     types = shapely.get_type_id(geoms)
     bad = ~np.isin(types, (3, 6))  # Polygon, MultiPolygon
     if bad.any():
@@ -155,13 +199,18 @@ def check_geometry_sanity(geoms: npt.NDArray[np.object_], codes: npt.NDArray[np.
             details={"code": str(codes[i])},
         )
     counts = shapely.get_num_coordinates(geoms)
-    if counts.max(initial=0) > MAX_VERTICES_PER_FEATURE:
+    per_feature, in_all = limits.max_vertices_per_feature, limits.max_vertices_total
+    if counts.max(initial=0) > per_feature:
         i = int(np.argmax(counts))
         raise TooLarge(
-            f"feature {codes[i]!r} has {counts[i]} vertices, over {MAX_VERTICES_PER_FEATURE}"
+            f"feature {codes[i]!r} has {counts[i]} vertices, over the limit of {per_feature} "
+            "per feature (GEO_LAYOUT_MAX_VERTICES_PER_FEATURE)"
         )
-    if counts.sum() > MAX_VERTICES_TOTAL:
-        raise TooLarge(f"layout has {counts.sum()} vertices, over {MAX_VERTICES_TOTAL}")
+    if counts.sum() > in_all:
+        raise TooLarge(
+            f"layout has {counts.sum()} vertices, over the limit of {in_all} "
+            "(GEO_LAYOUT_MAX_VERTICES_TOTAL)"
+        )
     coords, index = shapely.get_coordinates(geoms, return_index=True)
     finite = np.isfinite(coords).all(axis=1)
     if not finite.all():

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import geopandas as gpd
 import shapely
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.errors import Conflict, InvalidInput, NoBoundaryVersion, NotFound
 from geo_service.locator.locator import VersionInfo
-
-SELECT_VERSION = "SELECT id, label, status, effective_from, effective_to FROM boundary_versions "
+from geo_service.store import versions as store
 
 
 def parse_date(value: dt.date | str | None) -> dt.date | None:
@@ -26,66 +24,42 @@ def parse_date(value: dt.date | str | None) -> dt.date | None:
         raise InvalidInput(f"not a date (YYYY-MM-DD): {value!r}") from exc
 
 
-def _info(row: Any) -> VersionInfo:
-    return VersionInfo(row.id, row.label, row.status, row.effective_from, row.effective_to)
-
-
 def version_in_force(conn: Connection, as_of: dt.date | None = None) -> VersionInfo:
     """The published (or since retired) version whose effective range holds ``as_of``."""
     day = as_of or dt.date.today()
-    row = conn.execute(
-        text(
-            SELECT_VERSION + "WHERE status IN ('published', 'retired') AND effective_from <= :day "
-            "AND (effective_to IS NULL OR effective_to > :day) "
-            "ORDER BY effective_from DESC, id DESC LIMIT 1"
-        ),
-        {"day": day},
-    ).one_or_none()
-    if row is None:
+    info = store.in_force(conn, day)
+    if info is None:
         raise NoBoundaryVersion(f"no boundary version is in force on {day.isoformat()}")
-    return _info(row)
+    return info
 
 
 def get_version(conn: Connection, key: int | str) -> VersionInfo:
     """A version by id or label."""
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-        row = conn.execute(
-            text(SELECT_VERSION + "WHERE id = :k"),
-            {"k": int(key)},
-        ).one_or_none()
+    if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit()):
+        number = int(key)  # a version id is a PostgreSQL integer: past it, no such version
+        info = store.by_id(conn, number) if 0 < number < 2**31 else None
     else:
-        row = conn.execute(
-            text(SELECT_VERSION + "WHERE label = :k"),
-            {"k": key},
-        ).one_or_none()
-    if row is None:
+        info = store.by_label(conn, key)
+    if info is None:
         raise NotFound(f"no boundary version {key!r}")
-    return _info(row)
+    return info
 
 
 def list_versions(conn: Connection) -> list[VersionInfo]:
     """Every version, newest first."""
-    rows = conn.execute(text(SELECT_VERSION + "ORDER BY id DESC")).all()
-    return [_info(r) for r in rows]
+    return store.newest_first(conn)
 
 
 def load_areas(
     conn: Connection, version_id: int | None, levels: tuple[str, ...] | None = None
 ) -> gpd.GeoDataFrame:
     """The areas of a version (all levels unless ``levels``), WGS84, exact coordinates."""
-    rows = conn.execute(
-        text(
-            "SELECT a.id, a.code, a.name, a.level, a.parent_code, a.households, a.population, "
-            "a.attributes, ST_AsBinary(a.geom) AS wkb "
-            "FROM version_areas va JOIN areas a ON a.id = va.area_id "
-            "WHERE va.version_id = :v AND (CAST(:levels AS text[]) IS NULL "
-            "OR va.level = ANY(CAST(:levels AS text[]))) ORDER BY a.code"
-        ),
-        {"v": version_id, "levels": list(levels) if levels else None},
-    ).all()
+    rows = (
+        store.areas_of(conn, version_id, levels=levels or None) if version_id is not None else []
+    )
     data = [
         {
-            "area_id": r.id,
+            "area_id": r.area_id,
             "code": r.code,
             "name": r.name,
             "level": r.level,
@@ -109,54 +83,17 @@ def publish(conn: Connection, version_id: int, effective_from: dt.date) -> Versi
     info = get_version(conn, version_id)
     if info.status != "draft":
         raise Conflict(f"version {info.label!r} is {info.status}, only a draft can be published")
-    conn.execute(text("SELECT pg_advisory_xact_lock(7401)"))  # one publisher at a time
-    later = conn.execute(
-        text(
-            "SELECT label FROM boundary_versions WHERE status = 'published' "
-            "AND effective_from >= :d"
-        ),
-        {"d": effective_from},
-    ).first()
+    store.lock_publishers(conn)
+    later = store.published_from_or_after(conn, effective_from)
     if later is not None:
         raise Conflict(
-            f"version {later.label!r} is in force from {effective_from.isoformat()} or later: "
+            f"version {later!r} is in force from {effective_from.isoformat()} or later: "
             "publish with a later effective date"
         )
-    closed = conn.execute(
-        text(
-            "UPDATE boundary_versions SET effective_to = :d, "
-            "status = CASE WHEN :d <= CURRENT_DATE THEN 'retired' ELSE status END "
-            "WHERE status = 'published' AND (effective_to IS NULL OR effective_to > :d) "
-            "RETURNING id, effective_from"
-        ),
-        {"d": effective_from},
-    ).all()
+    closed = store.close_published(conn, effective_from)
     replaced = max(closed, key=lambda r: (r.effective_from, r.id)).id if closed else None
-    conn.execute(
-        text(
-            "UPDATE boundary_versions SET status = 'published', effective_from = :d, "
-            "effective_to = NULL, published_at = now(), replaces_id = :r WHERE id = :v"
-        ),
-        {"d": effective_from, "v": version_id, "r": replaced},
-    )
+    store.mark_published(conn, version_id, effective_from, replaced)
     return get_version(conn, version_id)
-
-
-# how a rolled-back version is left, by when it came into force (see rollback)
-_TAKE_BACK = {
-    "unscheduled": text(
-        "UPDATE boundary_versions SET status = 'draft', effective_from = NULL, "
-        "effective_to = NULL, published_at = NULL, replaces_id = NULL WHERE id = :v"
-    ),
-    "withdrawn": text(
-        "UPDATE boundary_versions SET status = 'retired', effective_from = NULL, "
-        "effective_to = NULL, rolled_back_at = now() WHERE id = :v"
-    ),
-    "ended": text(
-        "UPDATE boundary_versions SET status = 'retired', effective_to = :d, "
-        "rolled_back_at = now() WHERE id = :v"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -165,14 +102,12 @@ class Rollback:
 
     rolled_back: VersionInfo
     restored: VersionInfo
-    mode: str  # "unscheduled", "withdrawn" or "ended"
+    mode: store.TakeBack  # "unscheduled", "withdrawn" or "ended"
 
 
 def replaced_by_publish(conn: Connection, version_id: int) -> int | None:
     """The version whose range publishing ``version_id`` closed (None for the first one)."""
-    return conn.execute(
-        text("SELECT replaces_id FROM boundary_versions WHERE id = :v"), {"v": version_id}
-    ).scalar_one_or_none()
+    return store.replaced_by(conn, version_id)
 
 
 def rollback(conn: Connection, version_id: int, today: dt.date | None = None) -> Rollback:
@@ -185,7 +120,7 @@ def rollback(conn: Connection, version_id: int, today: dt.date | None = None) ->
     reopened; where ranges then overlap, the later start wins (as :func:`version_in_force`).
     """
     day = today or dt.date.today()
-    conn.execute(text("SELECT pg_advisory_xact_lock(7401)"))  # one publisher at a time
+    store.lock_publishers(conn)
     info = get_version(conn, version_id)
     if info.status != "published" or info.effective_to is not None:
         raise Conflict(
@@ -197,16 +132,11 @@ def rollback(conn: Connection, version_id: int, today: dt.date | None = None) ->
     if previous is None:
         raise Conflict(f"version {info.label!r} replaced no version: nothing to roll back to")
     assert info.effective_from is not None
+    mode: store.TakeBack
     if info.effective_from > day:
         mode = "unscheduled"
     else:
         mode = "withdrawn" if info.effective_from == day else "ended"
-    conn.execute(_TAKE_BACK[mode], {"v": version_id, "d": day})
-    conn.execute(
-        text(
-            "UPDATE boundary_versions SET status = 'published', effective_to = NULL "
-            "WHERE id = :p"
-        ),
-        {"p": previous},
-    )
+    store.take_back(conn, version_id, mode, day)
+    store.reopen(conn, previous)
     return Rollback(get_version(conn, version_id), get_version(conn, previous), mode)

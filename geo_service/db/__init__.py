@@ -1,1 +1,2 @@
-"""Database access: the private PostGIS cluster, engines, ORM models and alembic migrations."""
+"""Database access: the private PostGIS cluster, engines, the schema (``schema``: every table and
+vocabulary, declared once) and the alembic migrations that build it."""

@@ -10,6 +10,17 @@ from alembic.config import Config
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+EXTENSION_TABLES = frozenset({"spatial_ref_sys"})
+"""Tables an extension (PostGIS) creates: not ours, so alembic neither compares nor drops them."""
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's filter: leave the extensions' own tables out of autogenerate comparisons."""
+    return not (type_ == "table" and reflected and compare_to is None and name in EXTENSION_TABLES)
+
+
 def alembic_config(url: str) -> Config:
     """An alembic Config for ``url`` that needs no alembic.ini."""
     cfg = Config()

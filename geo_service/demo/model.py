@@ -2,7 +2,10 @@
 
 Numbers are plausible for a Yangtze-delta district (Xiuzhou): grid workers' app files most,
 WeChat grows over the year, the hotline takes disputes and thefts, cameras spot street
-vending; a case is dispatched ~6 minutes after it is reported (Tongxiang's figure).
+vending; a case is dispatched ~6 minutes after it is reported (Tongxiang's figure) and
+handled well within its time limit (the catalogue's, in working time) in most cases: a few
+per cent run over, fewer than one in two hundred stalls, as at real centres (Suzhou's
+12345 closes 99.3 %).
 """
 
 from __future__ import annotations
@@ -99,11 +102,15 @@ ACCEPT_MIN: Final = {"grid_app": 1.5, "wechat": 4.0, "hotline_12345": 3.0,
                      "video_patrol": 2.0, "visit": 2.0}
 DISPATCH_MIN: Final = 3.5
 START_MIN: Final = {"community": 25.0, "town": 70.0, "county": 180.0}
-HANDLING_H: Final = {
-    "safety_hazard": 6, "illegal_construction": 40, "river_pollution": 30, "road_occupation": 1.5,
-    "facility_damage": 24, "neighbour_dispute": 20, "fire_risk": 3, "theft": 16, "sanitation": 5,
-    "housing_safety": 30, "flood_risk": 4, "other": 8,
+# handling takes this share of the category's handling limit (catalogue; working time for
+# normal cases), log-normal: the median case uses about a third of its time, ~4 % run over
+HANDLING_SHARE: Final = {
+    "safety_hazard": 0.30, "illegal_construction": 0.45, "river_pollution": 0.40,
+    "road_occupation": 0.30, "facility_damage": 0.35, "neighbour_dispute": 0.40,
+    "fire_risk": 0.30, "theft": 0.35, "sanitation": 0.30, "housing_safety": 0.40,
+    "flood_risk": 0.35, "other": 0.30,
 }
+HANDLING_SIGMA: Final = 0.55
 REJECT_SHARE: Final = {"grid_app": 0.02, "wechat": 0.06, "hotline_12345": 0.05,
                        "video_patrol": 0.08, "visit": 0.02}
 HARD_SHARE: Final = {"illegal_construction": 0.08, "river_pollution": 0.08,
@@ -112,7 +119,7 @@ HARD_SHARE: Final = {"illegal_construction": 0.08, "river_pollution": 0.08,
 RATINGS: Final = ((0.02, 0.04, 0.09, 0.25, 0.60), (0.06, 0.10, 0.20, 0.30, 0.34))
 # fmt: on
 HARD_DEFAULT: Final = 0.02
-STALL_SHARE: Final = 0.10  # cases that stop at some step (long-running, never rated)
+STALL_SHARE: Final = 0.004  # cases that stop at some step (long-running, never rated)
 STALL_STEPS: Final = (0.05, 0.10, 0.45, 0.10, 0.10, 0.20)  # where: accepted .. fed_back
 ESCALATE_SHARE: Final = 0.7  # of overdue cases below the county
 SUPERVISE_SHARE: Final = 0.5  # of overdue cases

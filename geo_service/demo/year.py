@@ -39,6 +39,7 @@ from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.reports.taxonomy import CATEGORIES, CATEGORY_BY_CODE, CHANNELS, HANDLING_LEVELS
+from geo_service.stats import catalogue
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -185,18 +186,22 @@ def _loop(
     hard: npt.NDArray[np.bool_],
 ) -> dict[str, FloatArray]:
     """Each step's time (epoch seconds, NaN when not taken by the end of the year), and
-    ``due`` (the SLA deadline) and ``late`` (over it)."""
+    ``due`` (the handling deadline, in working time from acceptance) and ``late`` (over it)."""
     k = len(reported)
     top = len(HANDLING_LEVELS) - 1
     rank = np.array([HANDLING_LEVELS.index(CATEGORY_BY_CODE[c].level) for c in category])
     rank = np.minimum(rank + hard.astype(int), top)
-    due = reported + HOUR * np.array([CATEGORY_BY_CODE[c].sla_hours for c in category])
     start_min = np.array([m.START_MIN[lvl] for lvl in HANDLING_LEVELS])
     accept = reported + 60 * _lognormal(rng, np.array([m.ACCEPT_MIN[c] for c in channel]), 0.7, k)
+    accept = np.round(accept)  # whole seconds, as stored: the deadline is the import's
+    due = catalogue.deadlines(category, "handle", accept)  # as acceptance fixes it
     dispatch = accept + 60 * _lognormal(rng, m.DISPATCH_MIN, 0.6, k)
     start = dispatch + 60 * _lognormal(rng, start_min[rank], 0.9, k)
-    work = HOUR * _lognormal(rng, np.array([m.HANDLING_H[c] for c in category]), 0.9, k)
-    handled = start + work
+    share = _lognormal(rng, np.array([m.HANDLING_SHARE[c] for c in category]),
+                       m.HANDLING_SIGMA, k)  # fmt: skip
+    handled = np.maximum(catalogue.deadlines(category, "handle", accept, fraction=share),
+                         start + 600)  # fmt: skip
+    work = handled - start
     # a share of cases stop at some step (0: accepted .. 5: fed back) and stay there
     stall = np.where(
         rng.random(k) < m.STALL_SHARE,

@@ -20,6 +20,7 @@ M_PER_DEG_LAT = 110_574.0
 M_PER_DEG_LON_EQUATOR = 111_320.0
 DEFAULT_MAX_CELLS = 1 << 24
 EPS_DEG = 1e-9  # ~0.1 mm: cells this close to a boundary count as touched by it
+SERIAL_BELOW = 2_000  # fewer points than this are located on the calling thread, no pool
 
 
 def as_multipolygons(geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
@@ -146,11 +147,21 @@ class GridIndex:
     def n_grids(self) -> int:
         return len(self.geom_off) - 1
 
-    def locate(self, lons: FloatArray, lats: FloatArray) -> IntArray:
-        """Index of the owning polygon of each lon/lat (-1 where none covers it)."""
+    def locate(
+        self, lons: FloatArray, lats: FloatArray, parallel: bool | None = None
+    ) -> IntArray:
+        """Index of the owning polygon of each lon/lat (-1 where none covers it).
+
+        ``parallel`` None picks by size: fewer than :data:`SERIAL_BELOW` points run on the
+        calling thread (a request's few points cost less than waking numba's thread pool);
+        True or False forces one kernel (both give the same answers).
+        """
         x = np.ascontiguousarray(lons, dtype=np.float64)
         y = np.ascontiguousarray(lats, dtype=np.float64)
-        result: IntArray = kernels.locate_points(
+        if parallel is None:
+            parallel = len(x) >= SERIAL_BELOW
+        kernel = kernels.locate_points if parallel else kernels.locate_points_serial
+        result: IntArray = kernel(
             x,
             y,
             self.xs,

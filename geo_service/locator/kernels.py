@@ -5,6 +5,9 @@ number with ``determineSide`` in plain IEEE double arithmetic, boundary = covere
 is the one ``ST_Covers`` names, on edges and vertices included. Numba compiles without
 fast-math, so no fused multiply-add changes a rounding.
 
+The entry points release the GIL (``nogil``): a Locator built, or a bulk request located, in
+a worker thread leaves the event loop, and uvicorn's worker health check, free to run.
+
 Cell index: a uniform grid of cells over the extent. A cell touched by no grid boundary has one
 answer for all its points (``state >= -1``: the owner, or -1 for none); a touched cell
 (``state <= -2``, -2 - its rank in its row: ``row_first[row] + rank`` numbers it) keeps the
@@ -106,7 +109,7 @@ def _mark_segment(x1, y1, x2, y2, x0, y0, dx, dy, nx, ny, eps, g, stamp, out, n_
     return n_out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def build_cells(xs, ys, ring_off, poly_off, geom_off, bbox, x0, y0, dx, dy, nx, ny, eps):
     """Classify every cell; return (state, touched_cell, touched_grid) before compaction.
 
@@ -207,7 +210,37 @@ def build_cells(xs, ys, ring_off, poly_off, geom_off, bbox, x0, y0, dx, dy, nx, 
     return state, pair_cell[:n_pairs], pair_grid[:n_pairs]
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, inline="always")
+def _cell(x, y, state, row_first, x0, y0, dx, dy, nx, ny):
+    """The cell answer of one point: (owner or -1, -1, row) for a cell no boundary touches
+    (or a point off the index, NaN included), (-1, touched cell number, row) otherwise."""
+    if not (x >= x0 and x < x0 + nx * dx and y >= y0 and y < y0 + ny * dy):
+        return -1, -1, 0
+    c = min(int((x - x0) / dx), nx - 1)
+    r = min(int((y - y0) / dy), ny - 1)
+    v = int(state[r * nx + c])
+    if v >= -1:
+        return v, -1, r
+    return -1, row_first[r] + (-2 - v), r
+
+
+@nb.njit(cache=True, inline="always")
+def _exact_owner(k, x, y, xs, ys, ring_off, poly_off, geom_off, simple, b_start, b_base, cand):
+    """Owner of a point in touched cell ``k``: its first candidate (lowest code) that covers
+    the point exactly, else the cell's wholly-covering grid ``b_base[k]`` (or -1)."""
+    for j in range(b_start[k], b_start[k + 1]):
+        g = cand[j]
+        s0 = simple[g, 0]
+        if s0 >= 0:  # one polygon, no hole: its ring directly (fewer dependent loads)
+            hit = ring_location(xs, ys, s0, simple[g, 1], x, y) >= 0
+        else:
+            hit = covers(g, xs, ys, ring_off, poly_off, geom_off, x, y)
+        if hit:
+            return g
+    return b_base[k]
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
 def locate_points(
     px,
     py,
@@ -234,27 +267,17 @@ def locate_points(
     Two passes: cell look-ups first, recording each touched-cell point's candidate list; then
     the exact tests in row order (a counting sort), so neighbouring points reuse the cached
     candidate lists and polygon coordinates instead of each paying several memory misses.
+    For large inputs: the thread pool's start costs more than a few thousand points take
+    (:func:`locate_points_serial` answers those, with the same per-point functions).
     """
     n = px.shape[0]
     out = np.empty(n, dtype=np.int32)
     kk = np.empty(n, dtype=np.int64)  # touched cell number of point i, or -1
     rows = np.empty(n, dtype=np.int64)
-    xmax = x0 + nx * dx
-    ymax = y0 + ny * dy
     for i in nb.prange(n):
-        x = px[i]
-        y = py[i]
-        kk[i] = -1
-        if not (x >= x0 and x < xmax and y >= y0 and y < ymax):  # also false for NaN
-            out[i] = -1
-            continue
-        c = min(int((x - x0) / dx), nx - 1)
-        r = min(int((y - y0) / dy), ny - 1)
-        v = state[r * nx + c]
-        if v >= -1:
-            out[i] = v
-            continue
-        kk[i] = row_first[r] + (-2 - v)
+        owner, k, r = _cell(px[i], py[i], state, row_first, x0, y0, dx, dy, nx, ny)
+        out[i] = owner
+        kk[i] = k
         rows[i] = r
     # counting sort of the touched-cell points by row (serial, over those points only)
     touched = np.nonzero(kk >= 0)[0]
@@ -271,25 +294,54 @@ def locate_points(
         per_row[rows[i]] += 1
     for t in nb.prange(m):
         i = order[t]
-        x = px[i]
-        y = py[i]
-        k = kk[i]
-        res = b_base[k]
-        for j in range(b_start[k], b_start[k + 1]):
-            g = cand[j]
-            s0 = simple[g, 0]
-            if s0 >= 0:  # one polygon, no hole: its ring directly (fewer dependent loads)
-                hit = ring_location(xs, ys, s0, simple[g, 1], x, y) >= 0
-            else:
-                hit = covers(g, xs, ys, ring_off, poly_off, geom_off, x, y)
-            if hit:
-                res = g
-                break
-        out[i] = res
+        out[i] = _exact_owner(
+            kk[i], px[i], py[i], xs, ys, ring_off, poly_off, geom_off, simple, b_start, b_base,
+            cand,
+        )  # fmt: skip
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
+def locate_points_serial(
+    px,
+    py,
+    xs,
+    ys,
+    ring_off,
+    poly_off,
+    geom_off,
+    simple,
+    state,
+    row_first,
+    b_start,
+    b_base,
+    cand,
+    x0,
+    y0,
+    dx,
+    dy,
+    nx,
+    ny,
+):
+    """:func:`locate_points` on the calling thread, one point after the other: for the few
+    points of a request, where waking a thread pool costs more than the work (and a pool per
+    worker process would fight the others' for the cores). The same answers, by the same
+    per-point functions."""
+    n = px.shape[0]
+    out = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        x = px[i]
+        y = py[i]
+        owner, k, _ = _cell(x, y, state, row_first, x0, y0, dx, dy, nx, ny)
+        if k >= 0:
+            owner = _exact_owner(
+                k, x, y, xs, ys, ring_off, poly_off, geom_off, simple, b_start, b_base, cand
+            )
+        out[i] = owner
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def covers_many(gidx, px, py, xs, ys, ring_off, poly_off, geom_off):
     """``covers`` for each (grid, point) pair; the brute-force reference used by the tests."""
     out = np.empty(gidx.shape[0], dtype=np.bool_)

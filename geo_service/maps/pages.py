@@ -57,6 +57,7 @@ class PageContext:
     k: int
     routing: RoutingTable
     basemap: Basemap | None = None
+    max_res: int = 15  # the finest H3 resolution the caller may see (the select offers no finer)
 
 
 def study_bounds(conn: Connection, q: MapQuery) -> Bounds:
@@ -182,7 +183,7 @@ def heat_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
             f"Boundary version {grids.attrs.get('version')}.",
         ],
         notices=[] if len(cells) else ["No report matches these filters."],
-        singles=[res_choice(res, HEAT_RES)],
+        singles=[res_choice(res, [r for r in HEAT_RES if r <= ctx.max_res] or [res])],
     )
     return _finish(
         m,
@@ -269,7 +270,7 @@ def hotspots_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
         q,
         summary=summary,
         notices=[n for n in (cell_note, grid_note) if n],
-        singles=[res_choice(res, HOTSPOT_RES)],
+        singles=[res_choice(res, [r for r in HOTSPOT_RES if r <= ctx.max_res] or [res])],
     )
     return _finish(m, layers, panel)
 

@@ -12,22 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import shapely
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.errors import NotFound
 from geo_service.metric import lonlat_area_m2 as area_m2
 from geo_service.planning.grid_diff import AREA_TOLERANCE_M2
-
-_VERSIONS = text(
-    "SELECT id, label, status, effective_from, effective_to, published_at, rolled_back_at "
-    "FROM boundary_versions WHERE status IN ('published', 'retired') "
-    "ORDER BY coalesce(effective_from, CAST(published_at AS date)), id"
-)
-_ROWS = text(
-    "SELECT va.version_id, a.id AS area_id, a.name, a.level, a.parent_code, a.households, "
-    "a.population, a.attributes, ST_AsBinary(a.geom) AS wkb FROM version_areas va "
-    "JOIN areas a ON a.id = va.area_id WHERE va.code = :code"
-)
+from geo_service.store import versions as store
 
 
 def _version(row: Any) -> dict[str, Any]:
@@ -46,8 +36,8 @@ def _version(row: Any) -> dict[str, Any]:
 
 def area_history(conn: Connection, code: str) -> dict[str, Any]:
     """The timeline of area ``code`` over the official versions (404 if it was never in one)."""
-    official = conn.execute(_VERSIONS).all()
-    rows = {r.version_id: r for r in conn.execute(_ROWS, {"code": code})}
+    official = store.official(conn)
+    rows = {r.version_id: r for r in store.areas_of(conn, [v.id for v in official], codes=[code])}
     if not any(v.id in rows for v in official):
         raise NotFound(f"no published or retired boundary version has an area {code!r}")
     timeline: list[dict[str, Any]] = []

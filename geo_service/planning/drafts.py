@@ -15,18 +15,20 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
+from geo_service.auth import Principal
 from geo_service.boundaries import versions
 from geo_service.boundaries.codes import LEVELS
-from geo_service.boundaries.importer import SUBDIVIDE_MAX_VERTICES, area_rows, write_version
+from geo_service.boundaries.importer import write_version
 from geo_service.boundaries.reader import read_layout
 from geo_service.boundaries.validation import Problem
 from geo_service.errors import BoundaryValidationFailed, Conflict, InvalidInput, NotFound
 from geo_service.locator.locator import VersionInfo
 from geo_service.planning.validation_report import layout_problems, problem_dict, severity
 from geo_service.routing import seed_units
-from geo_service.settings import PlanningSettings
+from geo_service.settings import LayoutLimitSettings, PlanningSettings
+from geo_service.store import versions as store
 
 MAX_LABEL = 200
 MAX_CODE = 32  # version_areas.code
@@ -59,7 +61,7 @@ class StoredArea:
     geom: BaseGeometry
 
     def record(self, **changes: Any) -> dict[str, Any]:
-        """The fields of this area (with ``changes``) as a record for :func:`store_areas`."""
+        """The fields of this area (with ``changes``) as a record for :func:`swap_areas`."""
         rec = {
             "code": self.code,
             "name": self.name,
@@ -134,6 +136,9 @@ def create_draft(
     crs: str | None,
     source: str,
     limits: PlanningSettings,
+    layout_limits: LayoutLimitSettings | None = None,
+    *,
+    principal: Principal | None = None,
 ) -> DraftCreated:
     """Read ``path`` and store it as a draft; refuse (422, every problem listed) what cannot be.
 
@@ -142,7 +147,7 @@ def create_draft(
     grid; nothing is repaired silently. One transaction: a refused upload writes nothing.
     """
     label = check_label(label)
-    layout = read_layout(path, crs=crs)
+    layout = read_layout(path, crs=crs, limits=layout_limits)
     frame = layout.frame
     level_of = dict(zip(frame["code"], frame["level"], strict=True))
     problems = layout_problems(frame, limits)
@@ -155,8 +160,10 @@ def create_draft(
             details=[problem_dict(p) for p in refused],
         )
     with engine.begin() as conn:
-        vid, new, shared = write_version(conn, frame, label, source, layout.source_crs)
-        seed_units(conn, vid)
+        vid, new, shared = write_version(
+            conn, frame, label, source, layout.source_crs, principal=principal
+        )
+        seed_units(conn, vid, principal=principal)
         info = versions.get_version(conn, vid)
     counts = {str(k): int(v) for k, v in frame["level"].value_counts().items()}
     errors = sum(severity(p.kind) == "error" for p in problems)
@@ -168,17 +175,15 @@ def lock_draft(conn: Connection, version_id: int) -> VersionInfo:
 
     Publishing code should take the same lock before validating, so no edit slips in between.
     """
-    row = conn.execute(
-        text(versions.SELECT_VERSION + "WHERE id = :v FOR UPDATE"), {"v": version_id}
-    ).one_or_none()
-    if row is None:
+    info = store.by_id(conn, version_id, for_update=True)
+    if info is None:
         raise NotFound(f"no boundary version {version_id}")
-    if row.status != "draft":
+    if info.status != "draft":
         raise Conflict(
-            f"version {row.label!r} is {row.status}: only a draft can be edited "
+            f"version {info.label!r} is {info.status}: only a draft can be edited "
             "(upload or copy a layout into a new draft)"
         )
-    return VersionInfo(row.id, row.label, row.status, row.effective_from, row.effective_to)
+    return info
 
 
 def members(
@@ -190,21 +195,16 @@ def members(
     parent_code: str | None = None,
 ) -> list[StoredArea]:
     """Areas of a version, filtered by codes, level and parent; ordered by code."""
-    rows = conn.execute(
-        text(
-            "SELECT a.id, va.code, a.name, va.level, a.parent_code, a.households, a.population, "
-            "a.attributes, ST_AsBinary(a.geom) AS wkb FROM version_areas va "
-            "JOIN areas a ON a.id = va.area_id WHERE va.version_id = :v "
-            "AND (CAST(:codes AS text[]) IS NULL OR va.code = ANY(CAST(:codes AS text[]))) "
-            "AND (CAST(:level AS text) IS NULL OR va.level = CAST(:level AS text)) "
-            "AND (CAST(:parent AS text) IS NULL OR a.parent_code = CAST(:parent AS text)) "
-            "ORDER BY va.code"
-        ),
-        {"v": version_id, "codes": codes, "level": level, "parent": parent_code},
-    ).all()
+    rows = store.areas_of(
+        conn,
+        version_id,
+        codes=codes,
+        levels=(level,) if level is not None else None,
+        parent_code=parent_code,
+    )
     return [
         StoredArea(
-            int(r.id),
+            int(r.area_id),
             r.code,
             r.name,
             r.level,
@@ -229,55 +229,22 @@ def grid(conn: Connection, version_id: int, code: str) -> StoredArea:
     return found[0]
 
 
-def store_areas(conn: Connection, records: list[dict[str, Any]]) -> list[int]:
-    """Row ids holding ``records`` (found by fingerprint, or inserted with their subdivided parts).
-
-    Records have the layout columns (code, name, level, parent_code, households, population),
-    attributes as extra keys, and a WGS84 ``geometry``. Fingerprints are the importer's, so a
-    record identical to a stored row shares it.
-    """
-    if not records:
-        return []
-    data = pd.DataFrame([{k: v for k, v in r.items() if k != "geometry"} for r in records],
-                        dtype=object)
-    frame = gpd.GeoDataFrame(data, geometry=[r["geometry"] for r in records], crs="EPSG:4326")
-    rows = area_rows(frame)
-    known: dict[str, int] = dict(
-        conn.execute(
-            text(
-                "SELECT DISTINCT ON (fingerprint) fingerprint, id FROM areas "
-                "WHERE fingerprint = ANY(:f) ORDER BY fingerprint, id"
-            ),
-            {"f": [r["fingerprint"] for r in rows]},
-        ).all()
+def layout_frame(records: list[dict[str, Any]]) -> gpd.GeoDataFrame:
+    """A WGS84 layout frame of ``records`` (layout columns, attributes as extra keys and a
+    ``geometry``), as :func:`geo_service.store.versions.add_areas` takes it."""
+    data = pd.DataFrame(
+        [{k: v for k, v in r.items() if k != "geometry"} for r in records], dtype=object
     )
-    fresh = list({r["fingerprint"]: r for r in rows if r["fingerprint"] not in known}.values())
-    new_ids: list[int] = []
-    for r in fresh:
-        area_id = conn.execute(
-            text(
-                "INSERT INTO areas (code, name, level, parent_code, households, population, "
-                "attributes, fingerprint, geom) VALUES (:code, :name, :level, :parent_code, "
-                ":households, :population, CAST(:attributes AS jsonb), :fingerprint, "
-                "ST_Multi(ST_GeomFromWKB(:wkb, 4326))) RETURNING id"
-            ),
-            r,
-        ).scalar_one()
-        known[r["fingerprint"]] = int(area_id)
-        new_ids.append(int(area_id))
-    if new_ids:
-        conn.execute(
-            text(
-                "INSERT INTO area_parts (area_id, geom) SELECT id, ST_Subdivide(geom, :n) "
-                "FROM areas WHERE id = ANY(:ids)"
-            ),
-            {"n": SUBDIVIDE_MAX_VERTICES, "ids": new_ids},
-        )
-    return [known[r["fingerprint"]] for r in rows]
+    return gpd.GeoDataFrame(data, geometry=[r["geometry"] for r in records], crs="EPSG:4326")
 
 
 def swap_areas(
-    conn: Connection, version_id: int, old: list[StoredArea], records: list[dict[str, Any]]
+    conn: Connection,
+    version_id: int,
+    old: list[StoredArea],
+    records: list[dict[str, Any]],
+    *,
+    principal: Principal | None = None,
 ) -> list[int]:
     """Replace members ``old`` of a draft by ``records``; return the new members' row ids.
 
@@ -288,33 +255,13 @@ def swap_areas(
     arriving = [str(r["code"]) for r in records]
     if len(set(arriving)) != len(arriving):
         raise Conflict(f"codes {sorted(arriving)} repeat: each area needs its own code")
-    clash = conn.execute(
-        text(
-            "SELECT code FROM version_areas WHERE version_id = :v AND code = ANY(:c) "
-            "AND NOT code = ANY(:leaving) ORDER BY code"
-        ),
-        {"v": version_id, "c": arriving, "leaving": sorted(leaving)},
-    ).scalars().all()
+    clash = store.codes_taken(conn, version_id, arriving, sorted(leaving))
     if clash:
         raise Conflict(f"version {version_id} already has area(s) {', '.join(clash)}")
     for r in records:
         if r["level"] not in LEVELS:
             raise InvalidInput(f"unknown level {r['level']!r}")
-    ids = store_areas(conn, records)
-    conn.execute(
-        text("DELETE FROM version_areas WHERE version_id = :v AND area_id = ANY(:ids)"),
-        {"v": version_id, "ids": [a.area_id for a in old]},
-    )
-    if ids:
-        conn.execute(
-            text(
-                "INSERT INTO version_areas (version_id, area_id, code, level) "
-                "VALUES (:v, :a, :code, :level)"
-            ),
-            [
-                {"v": version_id, "a": i, "code": r["code"], "level": r["level"]}
-                for i, r in zip(ids, records, strict=True)
-            ],
-        )
-    seed_units(conn, version_id)  # units for the new codes (idempotent)
+    store.unlink(conn, version_id, [a.area_id for a in old])
+    ids = store.add_areas(conn, version_id, layout_frame(records)).ids if records else []
+    seed_units(conn, version_id, principal=principal)  # units for the new codes (idempotent)
     return ids

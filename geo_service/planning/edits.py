@@ -19,6 +19,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import split
 from sqlalchemy import Connection
 
+from geo_service import audit
+from geo_service.auth import Principal
 from geo_service.boundaries.reader import MAX_VERTICES_PER_FEATURE
 from geo_service.coords import to_wgs84
 from geo_service.errors import InvalidCoordinates, InvalidGeometry, InvalidInput, TooLarge
@@ -141,20 +143,30 @@ def replace_grid(
     code: str,
     geom: BaseGeometry,
     households: int | None = None,
+    *,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """Give grid ``code`` of the draft a new geometry (and households, when given)."""
+    """Give grid ``code`` of the draft a new geometry (and households, when given); audited
+    as done by ``principal`` (None: the local account), as every edit here."""
     lock_draft(conn, version_id)
     old = grid(conn, version_id, code)
     geom = _valid_polygonal(geom, f"the new geometry of {code!r}")
     record = old.record(
         geometry=geom, households=old.households if households is None else households
     )
-    swap_areas(conn, version_id, [old], [record])
+    swap_areas(conn, version_id, [old], [record], principal=principal)
+    what = {"code": code, "households": record.get("households")}
+    audit.record(conn, "boundary.grid_replace", "boundary_version", version_id, principal, what)
     return summary(record)
 
 
 def split_grid(
-    conn: Connection, version_id: int, code: str, line: BaseGeometry
+    conn: Connection,
+    version_id: int,
+    code: str,
+    line: BaseGeometry,
+    *,
+    principal: Principal | None = None,
 ) -> list[dict[str, Any]]:
     """Cut grid ``code`` of the draft along ``line``: every piece becomes a grid of the same
     community with a new code, numbered in reading order."""
@@ -179,7 +191,9 @@ def split_grid(
             zip(codes, pieces, households, population, strict=True), 1
         )
     ]
-    swap_areas(conn, version_id, [old], records)
+    swap_areas(conn, version_id, [old], records, principal=principal)
+    what = {"code": code, "created": [str(r["code"]) for r in records]}
+    audit.record(conn, "boundary.grid_split", "boundary_version", version_id, principal, what)
     return [summary(r) for r in records]
 
 
@@ -191,7 +205,13 @@ def shared_edge_m(a: BaseGeometry, b: BaseGeometry) -> float:
     return float(shapely.length(shapely.intersection(shapely.boundary(am), near)))
 
 
-def merge_grids(conn: Connection, version_id: int, codes: Sequence[str]) -> dict[str, Any]:
+def merge_grids(
+    conn: Connection,
+    version_id: int,
+    codes: Sequence[str],
+    *,
+    principal: Principal | None = None,
+) -> dict[str, Any]:
     """Merge two neighbouring grids of one community of the draft into one grid with a new code.
 
     The grids must share an edge (a corner is not enough). The merged grid takes the name and
@@ -222,7 +242,9 @@ def merge_grids(conn: Connection, version_id: int, codes: Sequence[str]) -> dict
         households=_add(first.households, second.households),
         population=_add(first.population, second.population),
     )
-    swap_areas(conn, version_id, [first, second], [record])
+    swap_areas(conn, version_id, [first, second], [record], principal=principal)
+    what = {"codes": [first.code, second.code], "created": [code]}
+    audit.record(conn, "boundary.grids_merge", "boundary_version", version_id, principal, what)
     return summary(record)
 
 

@@ -24,10 +24,10 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
+from geo_service.db.schema import AREA_LEVELS
 from geo_service.metric import lonlat_area_m2 as area_m2
 
 AREA_TOLERANCE_M2 = 1.0
-LEVELS = ("district", "town", "community", "grid")
 _ATTRIBUTES = ("name", "parent_code", "households", "population", "grid_worker", "grid_leader")
 
 FloatArray = npt.NDArray[np.float64]
@@ -124,7 +124,7 @@ def level_counts(
 ) -> dict[str, dict[str, int]]:
     """Per level, how many areas are new, removed, changed or unchanged."""
     out: dict[str, dict[str, int]] = {}
-    for level in LEVELS:
+    for level in AREA_LEVELS:
         b = base.loc[base["level"] == level]
         d = draft.loc[draft["level"] == level]
         bc, dc = set(b["code"]), set(d["code"])

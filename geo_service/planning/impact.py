@@ -10,20 +10,20 @@ the standing units publishing creates for them); the workload per grid worker be
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.boundaries import versions
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator, VersionInfo
+from geo_service.locator.locator import CHAIN_LEVELS
+from geo_service.locator.registry import VersionRegistry, process_registry
 from geo_service.planning.grid_diff import diff_grids
 from geo_service.planning.report_points import (
     CATEGORY_CODES,
@@ -45,14 +45,17 @@ class Side:
     areas: gpd.GeoDataFrame
     locator: Locator
 
-    @classmethod
-    def load(cls, conn: Connection, version_id: int) -> Side:
-        """Read a version's areas and build its Locator (about half a second for 3,000 grids)."""
-        info = versions.get_version(conn, version_id)
-        areas = versions.load_areas(conn, info.id)
-        if not (areas["level"] == "grid").any():
-            raise InvalidInput(f"version {info.label!r} holds no grids")
-        return cls(info, areas, Locator.from_frame(areas, info))
+
+def side(registry: VersionRegistry | None, conn: Connection, version_id: int) -> Side:
+    """Version ``version_id`` as stored now (404 when there is none; 422 without grids): its
+    areas and Locator from ``registry`` (this process's when None), built once per version
+    (about half a second for 3,000 grids) and shared with every other user of the version."""
+    registry = registry or process_registry()
+    info = versions.get_version(conn, version_id)
+    areas = registry.get(conn, info, "areas", lambda v: versions.load_areas(conn, v.id))
+    if not (areas["level"] == "grid").any():
+        raise InvalidInput(f"version {info.label!r} holds no grids")
+    return Side(info, areas, registry.locator(conn, info))
 
 
 def routing_with_areas(routing: RoutingTable, areas: gpd.GeoDataFrame) -> RoutingTable:
@@ -91,7 +94,7 @@ def _chains(locator: Locator) -> list[dict[str, str] | None]:
     grids = locator.grids
     columns = {
         lvl: grids[f"{lvl}_code"].to_numpy(dtype=object)
-        for lvl in ("district", "town", "community")
+        for lvl in CHAIN_LEVELS
         if f"{lvl}_code" in grids
     }
     out: list[dict[str, str] | None] = []
@@ -196,62 +199,26 @@ def impact(points: ReportPoints, base: Side, draft: Side, routing: RoutingTable)
     }
 
 
-class SideCache:
-    """Recently used Sides, keyed by version id, status and stored membership.
-
-    A draft's areas change with every edit and a version's status with a publish, so the key
-    holds both (the membership as a digest of its area row ids): an edited draft is simply
-    another key. Thread-safe: the service computes impacts in worker threads.
-    """
-
-    _SIGNATURE = text(
-        "SELECT v.status || ':' || coalesce(md5(string_agg(CAST(va.area_id AS text), ',' "
-        "ORDER BY va.area_id)), '') FROM boundary_versions v "
-        "LEFT JOIN version_areas va ON va.version_id = v.id WHERE v.id = :v GROUP BY v.status"
-    )
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[int, str], Side] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, conn: Connection, version_id: int) -> Side:
-        """The Side of a version as stored now (404 when there is no such version)."""
-        signature = conn.execute(self._SIGNATURE, {"v": version_id}).scalar_one_or_none()
-        key = (version_id, signature or "")
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        side = Side.load(conn, version_id)
-        with self._lock:
-            self._items[key] = side
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return side
-
-
 def version_impact(
     conn: Connection,
     draft_id: int,
     *,
     against: int | None = None,
     since: dt.date | None = None,
-    sides: SideCache | None = None,
+    registry: VersionRegistry | None = None,
 ) -> dict[str, Any]:
     """Impact of version ``draft_id`` against ``against`` (default: the version in force).
 
-    ``sides`` (the service's cache) saves loading and indexing versions already seen.
+    Both versions come from ``registry`` (this process's when None), so versions already seen
+    are neither read nor indexed again.
     """
     t0 = time.perf_counter()
-    load = sides.get if sides is not None else Side.load
-    draft = load(conn, draft_id)
+    draft = side(registry, conn, draft_id)
     vid = against if against is not None else versions.version_in_force(conn).id
     assert vid is not None
     if vid == draft.info.id:
         raise InvalidInput(f"version {draft.info.label!r} is the base itself: nothing to compare")
-    base = load(conn, vid)
+    base = side(registry, conn, vid)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     points = read_report_points(conn, since)

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import shapely
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from geo_service import audit
+from geo_service.auth import Principal
 from geo_service.boundaries import versions
 from geo_service.errors import NoBoundaryVersion
 from geo_service.planning.drafts import StoredArea, lock_draft, members, swap_areas
 from geo_service.planning.numbering import free_grid_codes, middle_latitude, reading_sequence
+from geo_service.store import versions as store
 
 
 @dataclass
@@ -49,22 +52,19 @@ def in_force_id(conn: Connection) -> int | None:
 def codes_in_use(conn: Connection, version_id: int, community: str) -> set[str]:
     """Grid codes of ``community`` in the draft and in the version in force: not free to give."""
     ids = [version_id] + [v for v in (in_force_id(conn),) if v is not None]
-    rows = conn.execute(
-        text(
-            "SELECT va.code FROM version_areas va JOIN areas a ON a.id = va.area_id "
-            "WHERE va.version_id = ANY(:ids) AND va.level = 'grid' AND a.parent_code = :c"
-        ),
-        {"ids": ids, "c": community},
-    ).scalars()
-    return set(rows)
+    rows = store.areas_of(conn, ids, levels=("grid",), parent_code=community, geometry=False)
+    return {r.code for r in rows}
 
 
 def _bounds_key(geom: shapely.Geometry) -> tuple[float, ...]:
     return tuple(float(v) for v in shapely.bounds(geom))
 
 
-def renumber(conn: Connection, version_id: int) -> Renumbered:
-    """Renumber the grids of draft ``version_id`` (see the module docstring); 409 if not a draft."""
+def renumber(
+    conn: Connection, version_id: int, *, principal: Principal | None = None
+) -> Renumbered:
+    """Renumber the grids of draft ``version_id`` (see the module docstring); 409 if not a draft.
+    Audited as done by ``principal`` (None: the local account)."""
     lock_draft(conn, version_id)
     areas = members(conn, version_id)
     grids = [a for a in areas if a.level == "grid"]
@@ -100,7 +100,10 @@ def renumber(conn: Connection, version_id: int) -> Renumbered:
         result.numbered += len(rest)
     moving = [g for g in grids if target[g.code] != g.code]
     if moving:
-        swap_areas(conn, version_id, moving, [g.record(code=target[g.code]) for g in moving])
+        records = [g.record(code=target[g.code]) for g in moving]
+        swap_areas(conn, version_id, moving, records, principal=principal)
     result.renamed = {g.code: target[g.code] for g in sorted(moving, key=lambda g: g.code)}
+    what = {"renamed": len(result.renamed), "kept": result.kept}
+    audit.record(conn, "boundary.renumber", "boundary_version", version_id, principal, what)
     return result
 

@@ -17,48 +17,20 @@ old version in the seconds a running service takes to notice a switch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.auth import Principal
-from geo_service.locator import Locator
+from geo_service.locator import Locator, VersionInfo
 from geo_service.reports import placement
-from geo_service.reports.queries import OPEN_STATUSES
 from geo_service.routing import RoutingTable
+from geo_service.store import reports as store
 
 BACK_TO_DISPATCHED = ("dispatched", "handling")
-_OPEN = text(
-    "SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y, grid_code FROM reports "
-    "WHERE status = ANY(:open) ORDER BY id"
-)
-_LOCK = text(
-    "SELECT id, ST_X(geom) AS x, ST_Y(geom) AS y, status, category, handling_level, unit_id, "
-    "routed_by, grid_code, now() AS now FROM reports "
-    "WHERE id = ANY(:ids) AND status = ANY(:open) ORDER BY id FOR UPDATE"
-)
-_UPDATE = text(
-    "UPDATE reports r SET grid_code = u.grid, community_code = u.community, "
-    "town_code = u.town, district_code = u.district, in_coverage = u.inside, "
-    "boundary_version_id = :version, unit_id = u.unit, routed_by = u.routed_by, "
-    "status = u.status, status_at = CASE WHEN u.status <> r.status THEN u.at ELSE r.status_at END "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:grid AS text[]), CAST(:community AS text[]), "
-    "CAST(:town AS text[]), CAST(:district AS text[]), CAST(:inside AS boolean[]), "
-    "CAST(:unit AS integer[]), CAST(:routed_by AS text[]), CAST(:status AS text[]), "
-    "CAST(:at AS timestamptz[])) "
-    "AS u(id, grid, community, town, district, inside, unit, routed_by, status, at) "
-    "WHERE r.id = u.id"
-)
-_EVENTS = text(
-    "INSERT INTO report_events (report_id, at, action, from_status, to_status, unit_id, "
-    "actor_key_id, actor, note) SELECT e.id, e.at, 'relocate', e.from_status, e.to_status, "
-    "e.unit, CAST(:key AS integer), CAST(:actor AS text), e.note "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:at AS timestamptz[]), "
-    "CAST(:from_status AS text[]), CAST(:to_status AS text[]), CAST(:unit AS integer[]), "
-    "CAST(:note AS text[])) AS e(id, at, from_status, to_status, unit, note)"
-)
 
 
 @dataclass(frozen=True)
@@ -87,21 +59,23 @@ def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def follow_version(
     conn: Connection,
-    locator: Locator,
-    routing: RoutingTable,
+    version: VersionInfo,
+    locator_of: Callable[[], Locator],
     principal: Principal | None = None,
     reason: str = "boundary version in force",
 ) -> Rerouted:
-    """Apply the policy above with ``locator`` (the version in force) in the caller's transaction.
+    """Apply the policy above for ``version`` (the version in force) in the caller's
+    transaction; ``locator_of`` builds its Locator, asked only when a case is open.
 
     Candidates are found without locks; only those that move are then locked (in id order, so
     two sweeps cannot deadlock), re-read and re-located, so a case changed meanwhile is judged
     on its locked state.
     """
-    version = locator.version
-    rows = conn.execute(_OPEN, {"open": list(OPEN_STATUSES)}).all()
+    rows = store.open_points(conn)
     if not rows:
         return Rerouted(version.id, 0, 0, 0, 0)
+    locator = locator_of()
+    routing = RoutingTable.load(conn)
     x = np.array([r.x for r in rows], dtype=np.float64)
     y = np.array([r.y for r in rows], dtype=np.float64)
     stored = np.array([r.grid_code for r in rows], dtype=object)
@@ -109,7 +83,7 @@ def follow_version(
     candidates = [rows[int(i)].id for i in np.flatnonzero(_differs(now.grid_code, stored))]
     if not candidates:
         return Rerouted(version.id, len(rows), 0, 0, 0)
-    locked = list(conn.execute(_LOCK, {"ids": candidates, "open": list(OPEN_STATUSES)}).all())
+    locked = list(store.lock_open(conn, candidates))
     x = np.array([r.x for r in locked], dtype=np.float64)
     y = np.array([r.y for r in locked], dtype=np.float64)
     place = placement.locate(locator, routing, x, y)
@@ -122,23 +96,7 @@ def follow_version(
     units, routed_by = placement.route(
         place, routing, [r.category for r in locked], [r.handling_level for r in locked]
     )
-    changes: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "ids",
-            "grid",
-            "community",
-            "town",
-            "district",
-            "inside",
-            "unit",
-            "routed_by",
-            "status",
-            "at",
-            "from_status",
-            "note",
-        )
-    }
+    changes: dict[str, list[Any]] = {k: [] for k in store.RELOCATION_COLUMNS}
     unit_changed = kept_manual = 0
     label = f"{version.label!r} (id {version.id})"
     for i, r in enumerate(locked):
@@ -168,22 +126,11 @@ def follow_version(
             ("note", note),
         ):
             changes[key].append(value)
-    conn.execute(
-        _UPDATE,
-        {k: v for k, v in changes.items() if k not in ("from_status", "note")}
-        | {"version": version.id},
-    )
-    conn.execute(
-        _EVENTS,
-        {
-            "ids": changes["ids"],
-            "at": changes["at"],
-            "from_status": changes["from_status"],
-            "to_status": changes["status"],
-            "unit": changes["unit"],
-            "note": changes["note"],
-            "key": principal.key_id if principal else None,
-            "actor": principal.role if principal else "system",
-        },
+    store.relocate(
+        conn,
+        changes,
+        version.id,
+        principal.key_id if principal else None,
+        principal.role if principal else "system",
     )
     return Rerouted(version.id, len(rows), len(locked), unit_changed, kept_manual)

@@ -34,8 +34,9 @@ import pandas as pd
 import shapely
 from shapely.geometry import MultiPoint
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from geo_service.auth import Principal
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator, VersionInfo
 from geo_service.metric import local_metric, project
@@ -46,6 +47,7 @@ from geo_service.planning.splitting import split_polygon
 from geo_service.planning.validation_report import layout_problems, severity
 from geo_service.planning.workload import balance, cv, per_grid
 from geo_service.settings import PlanningSettings
+from geo_service.store.versions import codes_ever_used
 
 FloatArray = npt.NDArray[np.float64]
 SNAP_DEG = 1e-9  # about 0.1 mm: cut ends lie on their edge to ~1e-15°
@@ -387,8 +389,7 @@ def _close_t_junctions(
 
 def used_grid_codes(conn: Connection) -> set[str]:
     """Every grid code any stored version has used."""
-    rows = conn.execute(text("SELECT DISTINCT code FROM version_areas WHERE level = 'grid'"))
-    return {r[0] for r in rows}
+    return codes_ever_used(conn, "grid")
 
 
 def plan_suggestions(
@@ -437,8 +438,11 @@ def suggest(
     options: SuggestOptions,
     limits: PlanningSettings,
     label: str | None = None,
+    *,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
-    """Plan splits and merges and store them as a new draft; the answer says what changed."""
+    """Plan splits and merges and store them as a new draft (made by ``principal``, audited);
+    the answer says what changed."""
     plan = plan_suggestions(areas, locator, points, options, limits, used_grid_codes(conn))
     if not plan.splits and not plan.merges:
         raise InvalidInput(
@@ -449,7 +453,7 @@ def suggest(
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     label = label or f"{base.label} suggested {stamp}"
     source = f"suggestions from version {base.label!r} (id {base.id})"
-    vid = store_layout(conn, plan.frame, label, source)
+    vid = store_layout(conn, plan.frame, label, source, principal=principal)
     after_loc = Locator.from_frame(plan.frame)
     after = per_grid(after_loc.locate(points.lon, points.lat).grid_index, len(after_loc))
     before = per_grid(locator.locate(points.lon, points.lat).grid_index, len(locator))

@@ -1,12 +1,19 @@
-"""Open311 GeoReport v2 ⇄ our reports: parameters in, service requests out, and the read query.
+"""Open311 GeoReport v2 ⇄ our reports: parameters in, service requests out.
 
-What Open311 shows of a report is fixed here, once: category, description, first photo, WGS84
-location, grid chain, routed unit, status and times. It never selects ``report_contacts``, so
-reporters' names and phone numbers cannot reach an Open311 answer whatever the caller's role.
+What Open311 shows of a report is fixed here, once, for the OGC ``reports`` collection too.
+Private by default (:mod:`geo_service.reports.disclosure`): to the public a report is its
+category, status, times, the centre of its coarse H3 cell (``GEO_PRIVACY_PUBLIC_H3_RES``), its
+community chain and the kind of unit handling it, with ``description`` and ``media_url`` null;
+a viewer it is exact for (staff; a grid worker in its area; its reporter; anyone for a public
+case of a public category) also gets the WGS84 point, the grid, the unit's name, the
+description and the first photo. The read query (:func:`geo_service.store.reports.request_page`)
+never selects ``report_contacts``, so reporters' names and phone numbers cannot reach an
+Open311 answer whatever the caller's role.
 
 Status: Open311 knows only ``open`` and ``closed``. A report is open while its status is one
-of :data:`queries.OPEN_STATUSES` (the same set the overdue rule uses); anything after the loop
-(``evaluated``, ``rejected``) is closed. ``status_notes`` carries our detailed status and unit.
+of :data:`~geo_service.db.schema.OPEN_STATUSES`; anything after the loop (``evaluated``,
+``rejected``) is closed. ``status_notes`` carries our detailed status and unit, and says when
+the case is overdue (:func:`geo_service.store.stats.overdue`, the one rule).
 """
 
 from __future__ import annotations
@@ -14,29 +21,23 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from geoalchemy2.functions import ST_X, ST_Y, ST_MakeEnvelope
 from pydantic import ValidationError
-from sqlalchemy import (
-    Connection,
-    Integer,
-    String,
-    column,
-    func,
-    select,
-    table,
-)
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection
 
+from geo_service.auth import Principal
 from geo_service.coords import normalize_crs, to_wgs84
+from geo_service.db.schema import OPEN_STATUSES
 from geo_service.errors import GeoServiceError, InvalidInput, NotFound
-from geo_service.reports.queries import OPEN_STATUSES, reports, units
+from geo_service.reports import disclosure
 from geo_service.reports.schemas import CHINA_TZ, ReportIn
 from geo_service.reports.taxonomy import CATEGORIES, CATEGORY_BY_CODE, CHANNELS, Category
+from geo_service.settings import PrivacySettings
+from geo_service.stats import catalogue
+from geo_service.store import reports as store
+from geo_service.store.reports import RequestFilter as RequestFilter
 
 DEFAULT_CHANNEL: Final = "wechat"  # Open311 clients are citizen apps and mini-programs
 DEFAULT_WINDOW: Final = dt.timedelta(days=90)  # the spec's default span for GET requests
@@ -67,26 +68,19 @@ _PARAM_OF: Final = {
     "reporter": "first_name/last_name/phone",
 }
 
-version_areas = table(
-    "version_areas",
-    column("version_id", Integer),
-    column("area_id", Integer),
-    column("code", String),
-)
-areas = table("areas", column("id", Integer), column("name", String))
-
 
 # --- services ---------------------------------------------------------------------------------
 
 
 def service(cat: Category) -> dict[str, Any]:
-    """One entry of ``GET services``: a category of our taxonomy."""
+    """One entry of ``GET services``: a category of our taxonomy, with its handling limit."""
+    limit = catalogue.entry(cat.code).limits().handle
     return {
         "service_code": cat.code,
         "service_name": cat.name,
         "description": (
-            f"{cat.name_en}: 先由{LEVEL_NAMES[cat.level]}处置，时限 {cat.sla_hours} 小时"
-            f" (handled first at {cat.level} level within {cat.sla_hours} h)."
+            f"{cat.name_en}: 先由{LEVEL_NAMES[cat.level]}处置，时限 {limit.label_zh()}"
+            f" (handled first at {cat.level} level within {limit.label_en()})."
         ),
         "metadata": False,
         "type": "realtime",
@@ -232,21 +226,6 @@ def created(report: Mapping[str, Any]) -> dict[str, Any]:
 # --- GET requests -----------------------------------------------------------------------------
 
 
-@dataclass
-class RequestFilter:
-    """What ``GET requests`` filters on (all WGS84; dates compare with requested_datetime)."""
-
-    ids: list[int] | None = None
-    service_codes: list[str] | None = None
-    statuses: set[str] | None = None  # subset of {"open", "closed"}
-    start: dt.datetime | None = None
-    end: dt.datetime | None = None
-    bbox: tuple[float, float, float, float] | None = None
-    near: tuple[float, float, float] | None = None  # lon, lat, radius in metres
-    limit: int = MAX_PAGE_SIZE
-    offset: int = 0
-
-
 def parse_datetime(name: str, value: str | None) -> dt.datetime | None:
     """ISO 8601; naive means China time; a ``+`` turned into a space by a query string is mended."""
     if not value:
@@ -302,76 +281,21 @@ def parse_near(lat: str | None, lon: str | None, radius: str | None) -> tuple[fl
     return x, y, r
 
 
-def _chain_names() -> Any:
-    """The names of the report's district → town → community → grid in its boundary version."""
-    codes = (
-        reports.c.district_code,
-        reports.c.town_code,
-        reports.c.community_code,
-        reports.c.grid_code,
-    )
-    return (
-        select(func.array_agg(aggregate_order_by(areas.c.name, func.length(version_areas.c.code))))
-        .select_from(version_areas.join(areas, areas.c.id == version_areas.c.area_id))
-        .where(
-            version_areas.c.version_id == reports.c.boundary_version_id,
-            version_areas.c.code.in_(codes),
-        )
-        .scalar_subquery()
-    )
-
-
-def _conditions(f: RequestFilter) -> list[ColumnElement[bool]]:
-    if f.ids is not None:  # the spec: an id list overrides every other filter
-        return [reports.c.id.in_(f.ids)]
-    conds: list[ColumnElement[bool]] = []
-    if f.service_codes:
-        conds.append(reports.c.category.in_(f.service_codes))
-    if f.statuses == {"open"}:
-        conds.append(reports.c.status.in_(OPEN_STATUSES))
-    elif f.statuses == {"closed"}:
-        conds.append(reports.c.status.not_in(OPEN_STATUSES))
-    if f.start:
-        conds.append(reports.c.reported_at >= f.start)
-    if f.end:
-        conds.append(reports.c.reported_at <= f.end)
-    if f.bbox:
-        conds.append(reports.c.geom.op("&&")(ST_MakeEnvelope(*f.bbox, 4326)))
-    if f.near:
-        x, y, r = f.near
-        point = func.ST_SetSRID(func.ST_MakePoint(x, y), 4326)
-        conds.append(reports.c.geom.op("&&")(func.ST_Expand(point, r / 55_000.0)))
-        conds.append(func.ST_DWithin(func.geography(reports.c.geom), func.geography(point), r))
-    return conds
-
-
 def find_requests(conn: Connection, f: RequestFilter) -> list[dict[str, Any]]:
-    """Service requests matching ``f``, newest first; never any personal data."""
-    query = (
-        select(
-            reports.c.id,
-            reports.c.status,
-            reports.c.category,
-            reports.c.description,
-            reports.c.photos,
-            reports.c.reported_at,
-            reports.c.status_at,
-            reports.c.due_at,
-            reports.c.in_coverage,
-            reports.c.grid_code,
-            ST_X(reports.c.geom).label("lon"),
-            ST_Y(reports.c.geom).label("lat"),
-            units.c.name.label("unit_name"),
-            _chain_names().label("chain"),
-            func.now().label("now"),
-        )
-        .select_from(reports.outerjoin(units, units.c.id == reports.c.unit_id))
-        .where(*_conditions(f))
-        .order_by(reports.c.reported_at.desc(), reports.c.id.desc())
-        .limit(f.limit)
-        .offset(f.offset)
-    )
-    return [service_request(row._mapping) for row in conn.execute(query)]
+    """Service requests matching ``f`` (read by ``f.viewer``, see :func:`viewing`), newest
+    first; never any personal data."""
+    f = disclosure.resolve_cells(conn, f)
+    return [service_request(row._mapping, f.coarse_res) for row in store.request_page(conn, f)]
+
+
+def count_requests(conn: Connection, f: RequestFilter) -> int:
+    """How many service requests match ``f`` (its paging ignored)."""
+    return store.count_requests(conn, disclosure.resolve_cells(conn, f))
+
+
+def viewing(f: RequestFilter, who: Principal | None, settings: PrivacySettings) -> RequestFilter:
+    """``f`` as ``who`` (None: the public) reads it under the privacy ``settings``."""
+    return disclosure.Viewer.of(who, settings).apply(f)
 
 
 def status_notes(status: str, unit_name: str | None, overdue: bool) -> str:
@@ -382,33 +306,45 @@ def status_notes(status: str, unit_name: str | None, overdue: bool) -> str:
     return notes + ("；已超期 (overdue)" if overdue else "")
 
 
-def service_request(m: Mapping[Any, Any]) -> dict[str, Any]:
-    """One report as an Open311 service request (the selected columns hold no personal data)."""
+COMMUNITY_DEPTH: Final = 3  # district / town / community: the chain's first names
+
+
+def service_request(m: Mapping[Any, Any], coarse_res: int) -> dict[str, Any]:
+    """One report as an Open311 service request (the selected columns hold no personal data):
+    exact when ``m["exact"]``, else coarse (cell centre at ``coarse_res``, community, no text)."""
     is_open = m["status"] in OPEN_STATUSES
-    overdue = is_open and m["due_at"] < m["now"]
+    overdue = bool(m["overdue"])  # the one definition: geo_service.store.stats.overdue
     cat = CATEGORY_BY_CODE.get(m["category"])
     chain = m["chain"] if m["in_coverage"] and m["chain"] else None
     photos = m["photos"] or []
+    if m["exact"]:
+        lon, lat, unit = m["lon"], m["lat"], m["unit_name"]
+        description, media = m["description"], photos[0] if photos else None
+        address_id = m["grid_code"]
+    else:
+        lon, lat = disclosure.coarse_point(m["h3_11"], m["lon"], m["lat"], coarse_res)
+        unit = disclosure.public_unit_name(m["unit_name"], m["unit_type"])
+        description = media = None
+        chain = chain[:COMMUNITY_DEPTH] if chain else None
+        address_id = m["community_code"] if m["in_coverage"] else None
     return {
         "service_request_id": str(m["id"]),
         "status": "open" if is_open else "closed",
-        "status_notes": status_notes(m["status"], m["unit_name"], overdue),
+        "status_notes": status_notes(m["status"], unit, overdue),
         "service_name": cat.name if cat else m["category"],
         "service_code": m["category"],
-        "description": m["description"],
-        "agency_responsible": m["unit_name"],
-        "service_notice": (
-            notice(m["unit_name"], m["due_at"], m["in_coverage"]) if is_open else None
-        ),
+        "description": description,
+        "agency_responsible": unit,
+        "service_notice": notice(unit, m["due_at"], m["in_coverage"]) if is_open else None,
         "requested_datetime": _local(m["reported_at"]),
         "updated_datetime": _local(m["status_at"]),
         "expected_datetime": _local(m["due_at"]),
         "address": " / ".join(chain) if chain else None,
-        "address_id": m["grid_code"],
+        "address_id": address_id,
         "zipcode": None,
-        "lat": m["lat"],
-        "long": m["lon"],
-        "media_url": photos[0] if photos else None,
+        "lat": lat,
+        "long": lon,
+        "media_url": media,
     }
 
 

@@ -19,11 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from geo_service.coords import normalize_crs, to_wgs84
+from geo_service.coords import rows_to_wgs84
+from geo_service.db.schema import CLOSED_STATUSES, REPORT_STATUSES
 from geo_service.demo.model import LOOP_STEPS, OTHER_TIMES, STEP_COLUMNS
-from geo_service.errors import GeoServiceError, InvalidInput
+from geo_service.errors import InvalidInput
 from geo_service.reports.placement import base_levels
-from geo_service.reports.queries import CLOSED_STATUSES
 from geo_service.reports.schemas import CHINA_TZ, FUTURE_SLACK
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, CHANNELS, HANDLING_LEVELS
 
@@ -40,7 +40,7 @@ OPTIONAL: Final = (
     "rating",
     "read_problem",
 )
-STATUSES: Final = ("discovered", *(s for _, s in LOOP_STEPS), "rejected")
+STATUSES: Final = REPORT_STATUSES
 KEY_PREFIX: Final = "import:"
 MAX_EXTERNAL_ID: Final = 200 - len(KEY_PREFIX)
 MAX_DESCRIPTION: Final = 5000
@@ -196,40 +196,27 @@ def _coordinates(
     default_crs: str,
     problems: _Problems,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Canonical CRS names and WGS84 lon/lat (NaN where refused)."""
+    """Canonical CRS names and WGS84 lon/lat (NaN where refused), converted as intake does
+    (:func:`~geo_service.coords.rows_to_wgs84`); rows without numbers are left alone."""
     n = len(lon)
     crs_raw = (
         _objects(_text(crs_col).fillna(default_crs))
         if crs_col is not None
         else np.full(n, default_crs, dtype=object)
     )
-    crs = np.empty(n, dtype=object)
-    x = np.full(n, np.nan)
-    y = np.full(n, np.nan)
-    numeric = ~(np.isnan(lon) | np.isnan(lat))
-    for name in sorted(set(crs_raw.tolist())):
-        group = crs_raw == name
-        try:
-            canonical = normalize_crs(name)
-        except GeoServiceError as exc:
-            problems.add(group, exc.message)
-            continue
-        crs[group] = canonical
-        idx = np.flatnonzero(group & numeric)
-        if len(idx) == 0:
-            continue
-        try:
-            x[idx], y[idx] = to_wgs84(lon[idx], lat[idx], canonical)
-        except GeoServiceError:
-            for i in idx.tolist():  # find the bad ones
-                try:
-                    (x[i],), (y[i],) = to_wgs84([lon[i]], [lat[i]], canonical)
-                except GeoServiceError:
-                    problems.add(
-                        np.arange(n) == i,
-                        f"invalid coordinates (lon={lon[i]!r}, lat={lat[i]!r}) in {canonical}",
-                    )
-    return crs, x, y
+    converted = rows_to_wgs84(lon, lat, crs_raw, convert=~(np.isnan(lon) | np.isnan(lat)))
+    unknown = np.zeros(n, dtype=bool)
+    unknown[list(converted.crs_errors)] = True
+    problems.add(unknown, converted.crs_errors.__getitem__)
+    refused = np.zeros(n, dtype=bool)
+    refused[list(converted.point_errors)] = True
+    problems.add(
+        refused,
+        lambda i: (
+            f"invalid coordinates (lon={float(lon[i])}, lat={float(lat[i])}) in {converted.crs[i]}"
+        ),
+    )
+    return converted.crs, converted.lon, converted.lat
 
 
 def _content_keys(frame: pd.DataFrame) -> npt.NDArray[np.object_]:

@@ -7,9 +7,9 @@ history says it was escalated (then due again one SLA after an overdue escalatio
 (actor ``history import``), in time order, so loop durations read from the events are the
 historical ones.
 
-A chunk is staged by COPY into two temporary tables, then one statement inserts the reports
-that are new (``ON CONFLICT (idempotency_key) DO NOTHING``: a re-import adds nothing) and the
-events of exactly those, in order, so ids grow with time.
+A chunk is staged by COPY, then one statement inserts the reports that are new (``ON
+CONFLICT (idempotency_key) DO NOTHING``: a re-import adds nothing) and the events of exactly
+those, in order, so ids grow with time (:func:`geo_service.store.report_copy.store_history`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.analytics.h3sql import cells_of_points
-from geo_service.reports import intake_store, placement
+from geo_service.reports import placement
 from geo_service.reports.import_versions import BoundaryTimeline
-from geo_service.reports.taxonomy import CATEGORY_BY_CODE, next_level
+from geo_service.reports.taxonomy import next_level
 from geo_service.routing import RoutingTable
+from geo_service.stats import catalogue
+from geo_service.stats.calendar import from_epoch, to_epoch
+from geo_service.store import report_copy
+from geo_service.store import reports as store
+from geo_service.store.report_copy import ChunkResult
 
 ACTOR: Final = "history import"
 # (action, time column, status reached); escalation and supervision keep the status
@@ -49,72 +52,6 @@ _ACTIONS: Final = [a for a, _, _ in EVENT_STEPS]
 _ESCALATE: Final = _ACTIONS.index("escalate")  # the loop steps come before it
 _SUPERVISE: Final = _ACTIONS.index("supervise")
 _LOOP_STATUS: Final = np.array([s for _, _, s in EVENT_STEPS[:_ESCALATE]], dtype=object)
-
-REPORT_COLUMNS: Final = (
-    "id", "key", "channel", "category", "description", "reported_at", "lon0", "lat0", "crs",
-    "lon", "lat", "in_cov", "grid", "community", "town", "district", "version", "level", "unit",
-    "routed_by", "status", "status_at", "due_at", "closed_at", "supervised", "hard", "rating",
-    "h3",
-)  # fmt: skip
-EVENT_COLUMNS: Final = (
-    "report_id", "seq", "at", "action", "from_status", "to_status", "unit", "note",
-)  # fmt: skip
-
-# each chunk's statements run without JIT (compiling costs more than it saves here) and with
-# room to sort a chunk's events in memory
-_SETTINGS = (text("SET LOCAL jit = off"), text("SET LOCAL work_mem = '64MB'"))
-_CREATE_REPORTS = text("""
-CREATE TEMP TABLE history_reports (
-    id bigint, key text, channel text, category text, description text,
-    reported_at timestamptz, lon0 float8, lat0 float8, crs text, lon float8, lat float8,
-    in_cov boolean, grid text, community text, town text, district text, version integer,
-    level text,
-    unit integer, routed_by text, status text, status_at timestamptz, due_at timestamptz,
-    closed_at timestamptz, supervised boolean, hard boolean, rating smallint, h3 bigint
-) ON COMMIT DROP
-""")
-_CREATE_EVENTS = text("""
-CREATE TEMP TABLE history_events (
-    report_id bigint, seq integer, at timestamptz, action text, from_status text,
-    to_status text, unit integer, note text
-) ON COMMIT DROP
-""")
-_COPY_REPORTS = "COPY history_reports FROM STDIN (FORMAT csv)"
-_COPY_EVENTS = "COPY history_events FROM STDIN (FORMAT csv)"
-_INSERT = text("""
-WITH ins AS (
-    INSERT INTO reports (id, idempotency_key, channel, category, description, reported_at,
-        lon_original, lat_original, crs_original, geom, in_coverage, grid_code,
-        community_code, town_code, district_code, boundary_version_id, handling_level,
-        unit_id, routed_by, status, status_at, due_at, closed_at, supervised, hard, rating,
-        h3_11)
-    SELECT s.id, s.key, s.channel, s.category, s.description, s.reported_at, s.lon0, s.lat0,
-        s.crs, ST_Point(s.lon, s.lat, 4326), s.in_cov, s.grid, s.community, s.town,
-        s.district, s.version, s.level, s.unit, s.routed_by, s.status,
-        s.status_at, s.due_at, s.closed_at, s.supervised, s.hard, s.rating, s.h3
-    FROM history_reports s
-    ORDER BY s.id
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, in_coverage
-), ev AS (
-    INSERT INTO report_events (report_id, at, action, from_status, to_status, unit_id, actor,
-        note)
-    SELECT e.report_id, e.at, e.action, e.from_status, e.to_status, e.unit,
-        CAST(:actor AS text), e.note
-    FROM history_events e
-    WHERE e.report_id IN (SELECT id FROM ins)
-    ORDER BY e.seq
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM ins) AS stored,
-       (SELECT count(*) FROM ins WHERE NOT in_coverage) AS outside,
-       (SELECT count(*) FROM ev) AS events
-""")
-_DROP_STAGING = text("DROP TABLE history_reports, history_events")
-_EXISTING = text(
-    "SELECT idempotency_key FROM reports WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
-)
-
 
 @dataclass(frozen=True)
 class Chunk:
@@ -173,10 +110,13 @@ def stage(
     unit, routed = unit0.copy(), routed0.copy()
     if len(up):
         unit[up], routed[up] = placement.route(placed.take(up), routing, category[up], level[up])
-    sla = pd.to_timedelta([CATEGORY_BY_CODE[c].sla_hours for c in category], unit="h")
-    first_due = rows["reported_at"] + sla
-    overdue_escalation = (rows["escalated_at"] >= first_due).fillna(False).to_numpy()
-    due = first_due.where(~overdue_escalation, rows["escalated_at"] + sla)
+    limits = catalogue.history_deadlines(
+        category,
+        reported=to_epoch(rows["reported_at"]),
+        accepted=to_epoch(rows["accepted_at"]),
+        escalated=to_epoch(rows["escalated_at"]),
+    )
+    overdue_escalation = limits.overdue_escalation
     reports = pd.DataFrame(
         {
             "pos": np.arange(n),
@@ -201,7 +141,10 @@ def stage(
             "routed_by": routed,
             "status": rows["status"],
             "status_at": rows["status_at"],
-            "due_at": due,
+            "due_at": from_epoch(limits.due_at),
+            "urgency": limits.urgency,
+            "dispatch_due_at": from_epoch(limits.dispatch_due_at),
+            "handle_due_at": from_epoch(limits.handle_due_at),
             "closed_at": rows["closed_at"],
             "supervised": rows["supervised"],
             "hard": rows["hard"],
@@ -277,28 +220,9 @@ def _events(
     )
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
-    """PostgreSQL CSV, written by Arrow (twice as fast as pandas): missing values are empty
-    unquoted fields (NULL), strings are quoted (so an empty one stays empty), times are
-    ISO 8601 in UTC."""
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    buffer = pa.BufferOutputStream()
-    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
-    return bytes(buffer.getvalue())
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """What one chunk stored: new reports, of them outside coverage, events."""
-
-    stored: int
-    outside: int
-    events: int
-
-
 def reserve_ids(conn: Connection, n: int) -> npt.NDArray[np.int64]:
     """``n`` report ids from the table's sequence, increasing (so ids follow time)."""
-    return np.asarray(intake_store.reserve_ids(conn, n), dtype=np.int64)
+    return np.asarray(store.reserve_ids(conn, n), dtype=np.int64)
 
 
 def store_chunk(conn: Connection, chunk: Chunk, ids: npt.NDArray[np.int64]) -> ChunkResult:
@@ -312,22 +236,8 @@ def store_chunk(conn: Connection, chunk: Chunk, ids: npt.NDArray[np.int64]) -> C
     reports = chunk.reports.assign(id=ids)
     events = chunk.events.assign(report_id=ids[chunk.events["pos"].to_numpy() - first])
     # what an earlier import stored is not sent again (ON CONFLICT still guards races)
-    keys = reports["key"].tolist()
-    existing = set(conn.execute(_EXISTING, {"keys": keys}).scalars().all()) if keys else set()
+    existing = store.stored_keys(conn, reports["key"].tolist())
     if existing:
         reports = reports[~reports["key"].isin(list(existing)).to_numpy()]
         events = events[events["pos"].isin(reports["pos"]).to_numpy()]
-    if len(reports) == 0:
-        return ChunkResult(0, 0, 0)
-    for statement in (*_SETTINGS, _CREATE_REPORTS, _CREATE_EVENTS):
-        conn.execute(statement)
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        with cur.copy(_COPY_REPORTS) as copy:
-            copy.write(_csv(reports[list(REPORT_COLUMNS)]))
-        with cur.copy(_COPY_EVENTS) as copy:
-            copy.write(_csv(events[list(EVENT_COLUMNS)]))
-    row = conn.execute(_INSERT, {"actor": ACTOR}).one()
-    conn.execute(_DROP_STAGING)
-    return ChunkResult(int(row.stored), int(row.outside), int(row.events))
+    return report_copy.store_history(conn, reports, events, ACTOR)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from geo_service.boundaries import versions
 from geo_service.locator import Locator
@@ -23,13 +23,10 @@ from geo_service.locator.locator import VersionInfo
 from geo_service.reports import placement
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.routing import RoutingTable
+from geo_service.store.versions import scheduled
 
 IntArray = npt.NDArray[np.int64]
 NONE: int = -1  # no version in force
-_IN_FORCE_ORDER = text(
-    "SELECT id FROM boundary_versions WHERE status IN ('published', 'retired') "
-    "AND effective_from IS NOT NULL ORDER BY effective_from DESC, id DESC"
-)
 
 
 @dataclass
@@ -49,8 +46,7 @@ class BoundaryTimeline:
     def from_database(cls, engine: Engine) -> BoundaryTimeline:
         """Every published or retired version of the database, built lazily from it."""
         with engine.connect() as conn:
-            ids = conn.execute(_IN_FORCE_ORDER).scalars().all()
-            infos = [versions.get_version(conn, int(i)) for i in ids]
+            infos = scheduled(conn)
 
         def build(info: VersionInfo) -> Locator:
             with engine.connect() as conn:

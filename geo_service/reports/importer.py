@@ -31,16 +31,18 @@ import pyarrow.parquet as pq
 import pyogrio
 import shapely
 from pyproj import CRS
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from geo_service.demo.year import DEFAULT_SEED, synthesize_year
 from geo_service.errors import InvalidInput
 from geo_service.locator import Locator
-from geo_service.reports.import_check import Refusal, check_history
-from geo_service.reports.import_store import Chunk, ChunkResult, reserve_ids, stage, store_chunk
+from geo_service.reports.import_check import KEY_PREFIX, Refusal, check_history
+from geo_service.reports.import_store import Chunk, reserve_ids, stage, store_chunk
 from geo_service.reports.import_versions import NONE, BoundaryTimeline
 from geo_service.reports.schemas import CHINA_TZ
 from geo_service.routing import RoutingTable
+from geo_service.store import reports as store
+from geo_service.store.report_copy import ChunkResult
 
 Progress = Callable[[int, int], None]
 KINDS: Final = ("csv", "geojson", "parquet")
@@ -53,7 +55,6 @@ FORMATS: Final = {
     ".geoparquet": "parquet",
 }
 ENCODINGS: Final = ("utf-8-sig", "gb18030")  # Excel in China saves CSV as GB18030 (GBK)
-_COUNT_PREFIX = text("SELECT count(*) FROM reports WHERE idempotency_key LIKE :pattern")
 
 
 # --------------------------------------------------------------------------- reading
@@ -349,7 +350,7 @@ def _store_concurrently(
 def demo_reports_stored(engine: Engine, prefix: str = "demo") -> int:
     """How many reports of the demo year ``prefix`` the database holds."""
     with engine.connect() as conn:
-        return int(conn.execute(_COUNT_PREFIX, {"pattern": f"import:{prefix}-%"}).scalar_one())
+        return store.count_keys_starting(conn, f"{KEY_PREFIX}{prefix}-")
 
 
 def load_demo_history(

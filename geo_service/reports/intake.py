@@ -8,24 +8,24 @@ Points outside coverage are stored, flagged and routed to the district command c
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.analytics.h3sql import cells_of_points
 from geo_service.auth import Principal
-from geo_service.coords import normalize_crs, to_wgs84
-from geo_service.errors import GeoServiceError
+from geo_service.coords import rows_to_wgs84
+from geo_service.db.schema import OPEN_STATUSES
 from geo_service.locator import Locator
-from geo_service.reports import intake_store, placement
-from geo_service.reports.queries import OPEN_STATUSES
+from geo_service.reports import placement
 from geo_service.reports.schemas import ReportIn
-from geo_service.reports.taxonomy import CATEGORY_BY_CODE
 from geo_service.routing import RoutingTable
+from geo_service.stats import catalogue
+from geo_service.store import report_copy
+from geo_service.store import reports as store
 
 DUPLICATE_DISTANCE_M = 50.0
 DUPLICATE_WINDOW_H = 72.0
@@ -56,43 +56,26 @@ def request_hash(item: ReportIn) -> str:
 
 
 def _convert(rows: list[_Row], outcomes: list[Outcome | None]) -> list[_Row]:
-    """WGS84 lon/lat per row; rows whose coordinates or CRS are bad are refused, not raised.
-
-    Rows are converted a CRS at a time; only a group that fails is retried row by row, to
-    tell the bad rows from the good.
-    """
-    by_crs: dict[str, list[_Row]] = {}
-    for r in rows:
-        try:
-            crs = normalize_crs(r.item.location.crs)
-        except GeoServiceError as exc:
-            outcomes[r.index] = Outcome("refused", reason=exc.message)
-            continue
-        by_crs.setdefault(crs, []).append(r)
-    ok: list[_Row] = []
-    for crs, group in by_crs.items():
-        try:
-            _to_wgs84(group, crs)
-            ok.extend(group)
-            continue
-        except GeoServiceError:
-            pass
-        for r in group:
-            try:
-                _to_wgs84([r], crs)
-                ok.append(r)
-            except GeoServiceError as exc:
-                outcomes[r.index] = Outcome("refused", reason=exc.message)
-    ok.sort(key=lambda r: r.index)
-    return ok
-
-
-def _to_wgs84(group: list[_Row], crs: str) -> None:
-    lon, lat = to_wgs84(
-        [r.item.location.lon for r in group], [r.item.location.lat for r in group], crs
+    """WGS84 lon/lat per row (:func:`~geo_service.coords.rows_to_wgs84`); rows whose
+    coordinates or CRS are bad are refused, not raised."""
+    converted = rows_to_wgs84(
+        [r.item.location.lon for r in rows],
+        [r.item.location.lat for r in rows],
+        [r.item.location.crs for r in rows],
     )
-    for r, x, y in zip(group, lon.tolist(), lat.tolist(), strict=True):
-        r.values.update(lon=x, lat=y, crs_original=crs)
+    refused = converted.crs_errors | converted.point_errors
+    ok: list[_Row] = []
+    for pos, r in enumerate(rows):
+        if pos in refused:
+            outcomes[r.index] = Outcome("refused", reason=refused[pos])
+            continue
+        r.values.update(
+            lon=float(converted.lon[pos]),
+            lat=float(converted.lat[pos]),
+            crs_original=converted.crs[pos],
+        )
+        ok.append(r)
+    return ok
 
 
 def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable) -> None:
@@ -104,7 +87,6 @@ def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable)
     categories = [r.item.category for r in rows]
     levels = placement.base_levels(categories, [r.item.hard for r in rows])
     units, routed_by = placement.route(placed, routing, categories, levels)
-    sla = {c: dt.timedelta(hours=CATEGORY_BY_CODE[c].sla_hours) for c in set(categories)}
     columns = zip(
         placed.in_coverage.tolist(),
         placed.grid_code.tolist(),
@@ -130,7 +112,7 @@ def _locate_and_route(rows: list[_Row], locator: Locator, routing: RoutingTable)
             handling_level=level,
             unit_id=unit,
             routed_by=routed,
-            due_at=r.item.reported_at + sla[r.item.category],
+            due_at=catalogue.provisional_due(r.item.category, r.item.reported_at),
         )
 
 
@@ -188,7 +170,7 @@ def ingest(
             rows.append(_Row(i, item, key, request_hash(item)))
     rows = _convert(rows, outcomes)
     _locate_and_route(rows, locator, routing)
-    ids = intake_store.reserve_ids(conn, len(rows))
+    ids = store.reserve_ids(conn, len(rows))
     responses = [_response(r, rid, locator, routing) for r, rid in zip(rows, ids, strict=True)]
     cells = cells_of_points([r.values["lon"] for r in rows], [r.values["lat"] for r in rows])
     staged = [
@@ -196,11 +178,11 @@ def ingest(
         for r, rid, resp, cell in zip(rows, ids, responses, cells.tolist(), strict=True)
     ]
     key_id = principal.key_id if principal else None
-    inserted = intake_store.store(conn, staged, locator.version.id, key_id)
+    inserted = report_copy.store_new(conn, staged, locator.version.id, key_id)
     stored = [
         (r, rid, resp) for r, rid, resp in zip(rows, ids, responses, strict=True) if rid in inserted
     ]
-    linked = intake_store.link_near_duplicates(
+    linked = store.link_near_duplicates(
         conn,
         [rid for _, rid, _ in stored],
         OPEN_STATUSES,
@@ -218,7 +200,7 @@ def ingest(
 
 
 def _staged(r: _Row, report_id: int, response: dict[str, Any], cell: int) -> tuple[Any, ...]:
-    """One row laid out as :data:`intake_store.STAGING`."""
+    """One row laid out as :data:`~geo_service.store.report_copy.INTAKE`."""
     v, item = r.values, r.item
     reporter = item.reporter
     return (
@@ -236,16 +218,7 @@ def _resolve_conflicts(conn: Connection, rows: list[_Row], outcomes: list[Outcom
     """Rows whose key exists: a replay answers the first response, another body conflicts."""
     if not rows:
         return
-    existing = {
-        k: (h, resp)
-        for k, h, resp in conn.execute(
-            text(
-                "SELECT idempotency_key, request_hash, response FROM reports "
-                "WHERE idempotency_key = ANY(:keys)"
-            ),
-            {"keys": [r.key for r in rows]},
-        ).all()
-    }
+    existing = store.responses_by_key(conn, [r.key for r in rows if r.key is not None])
     for r in rows:
         assert r.key is not None  # only keyed rows can conflict
         if r.key not in existing:  # the other writer rolled back meanwhile

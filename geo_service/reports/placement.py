@@ -15,12 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 from geo_service.locator import Locator
+from geo_service.locator.locator import CHAIN_LEVELS
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE, next_level
 from geo_service.routing import RoutingTable
 
 ObjectArray = npt.NDArray[np.object_]
 Strings = Sequence[str] | ObjectArray
-_LEVEL_COLUMNS = ("district", "town", "community")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def locate(
     inside = found >= 0
     safe = np.where(inside, found, 0)
     columns: dict[str, ObjectArray] = {}
-    for level in _LEVEL_COLUMNS:
+    for level in CHAIN_LEVELS:
         out = np.full(len(found), None, dtype=object)
         if f"{level}_code" in grids and len(grids):
             col = grids[f"{level}_code"].to_numpy(dtype=object)[safe]

@@ -1,121 +1,25 @@
-"""Reading reports: filters, paging, what each role may see (personal data only to some)."""
+"""Reading reports: filters, paging, what each role may see (personal data only to some).
+
+The SQL (conditions, visibility, the joined select) is :mod:`geo_service.store.reports`'s;
+this module checks paging and shapes rows into the API's answer.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from geoalchemy2.functions import ST_X, ST_Y, ST_MakeEnvelope
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Connection,
-    DateTime,
-    Integer,
-    String,
-    and_,
-    column,
-    false,
-    func,
-    or_,
-    select,
-    table,
-)
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection
 
 from geo_service.auth import Principal
+from geo_service.db import schema
 from geo_service.errors import InvalidInput, NotFound
+from geo_service.store import reports as store
+from geo_service.store.reports import ReportFilter as ReportFilter
 
-OPEN_STATUSES = (
-    "discovered",
-    "accepted",
-    "dispatched",
-    "handling",
-    "handled",
-    "verified",
-    "fed_back",
-)
-CLOSED_STATUSES = ("evaluated", "rejected")
-STATUSES = (*OPEN_STATUSES, *CLOSED_STATUSES)
+OPEN_STATUSES: Final = schema.OPEN_STATUSES
+CLOSED_STATUSES: Final = schema.CLOSED_STATUSES
+STATUSES: Final = schema.REPORT_STATUSES
 MAX_LIMIT = 1000
-
-reports = table(
-    "reports",
-    column("id", BigInteger),
-    column("channel", String),
-    column("category", String),
-    column("description", String),
-    column("photos"),
-    column("reported_at", DateTime),
-    column("received_at", DateTime),
-    column("lon_original"),
-    column("lat_original"),
-    column("crs_original", String),
-    column("geom"),
-    column("in_coverage", Boolean),
-    column("grid_code", String),
-    column("community_code", String),
-    column("town_code", String),
-    column("district_code", String),
-    column("boundary_version_id", Integer),
-    column("handling_level", String),
-    column("unit_id", Integer),
-    column("routed_by", String),
-    column("status", String),
-    column("status_at", DateTime),
-    column("due_at", DateTime),
-    column("closed_at", DateTime),
-    column("supervised", Boolean),
-    column("hard", Boolean),
-    column("rating", Integer),
-    column("duplicate_of", BigInteger),
-    column("filed_by_key_id", Integer),
-)
-units = table(
-    "units",
-    column("id", Integer),
-    column("code", String),
-    column("name", String),
-    column("unit_type", String),
-)
-events = table(
-    "report_events",
-    column("id", BigInteger),
-    column("report_id", BigInteger),
-    column("at", DateTime(timezone=True)),
-    column("action", String),
-    column("from_status", String),
-    column("to_status", String),
-    column("unit_id", Integer),
-    column("actor_key_id", Integer),
-    column("actor", String),
-    column("note", String),
-)
-contacts = table(
-    "report_contacts",
-    column("report_id", BigInteger),
-    column("name", String),
-    column("phone", String),
-)
-
-
-@dataclass
-class ReportFilter:
-    """What ``GET /v1/reports`` can filter on."""
-
-    status: list[str] | None = None
-    area: str | None = None  # grid, community, town or district code
-    unit: str | None = None  # unit code
-    category: str | None = None
-    channel: str | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    bbox: tuple[float, float, float, float] | None = None
-    overdue: bool | None = None
-    supervised: bool | None = None
-    limit: int = 100
-    offset: int = 0
 
 
 def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
@@ -131,69 +35,9 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def in_area(code: str) -> ColumnElement[bool]:
-    """Reports whose grid lies in the area ``code`` (any level of the chain)."""
-    return or_(
-        reports.c.grid_code == code,
-        reports.c.community_code == code,
-        reports.c.town_code == code,
-        reports.c.district_code == code,
-    )
-
-
-def visible_to(principal: Principal) -> ColumnElement[bool] | None:
-    """The rows a role may read: reporters their own, grid workers their area, others all."""
-    if principal.role == "reporter":
-        return reports.c.filed_by_key_id == principal.key_id
-    if principal.role == "grid_worker":
-        return in_area(principal.scope) if principal.scope else false()
-    return None
-
-
-def _conditions(f: ReportFilter, principal: Principal) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
-    scope = visible_to(principal)
-    if scope is not None:
-        conds.append(scope)
-    if f.status:
-        conds.append(reports.c.status.in_(f.status))
-    if f.area:
-        conds.append(in_area(f.area))
-    if f.unit:
-        conds.append(reports.c.unit_id.in_(select(units.c.id).where(units.c.code == f.unit)))
-    if f.category:
-        conds.append(reports.c.category == f.category)
-    if f.channel:
-        conds.append(reports.c.channel == f.channel)
-    if f.since:
-        conds.append(reports.c.reported_at >= f.since)
-    if f.until:
-        conds.append(reports.c.reported_at < f.until)
-    if f.bbox:
-        conds.append(reports.c.geom.op("&&")(ST_MakeEnvelope(*f.bbox, 4326)))
-    if f.overdue is not None:
-        overdue = and_(reports.c.status.in_(OPEN_STATUSES), reports.c.due_at < func.now())
-        conds.append(overdue if f.overdue else ~overdue)
-    if f.supervised is not None:
-        conds.append(reports.c.supervised == f.supervised)
-    return conds
-
-
-def _select(principal: Principal) -> Any:
-    cols: list[Any] = [
-        reports,
-        ST_X(reports.c.geom).label("lon"),
-        ST_Y(reports.c.geom).label("lat"),
-        units.c.code.label("unit_code"),
-        units.c.name.label("unit_name"),
-        units.c.unit_type.label("unit_type"),
-        (reports.c.status.in_(OPEN_STATUSES) & (reports.c.due_at < func.now())).label("overdue"),
-    ]
-    joined = reports.outerjoin(units, units.c.id == reports.c.unit_id)
-    if principal.sees_personal_data or principal.role == "reporter":
-        cols += [contacts.c.name.label("reporter_name"), contacts.c.phone.label("reporter_phone")]
-        joined = joined.outerjoin(contacts, contacts.c.report_id == reports.c.id)
-    return select(*cols).select_from(joined)
+def _reads_contacts(principal: Principal) -> bool:
+    """Whether rows for ``principal`` carry reporters' contacts (reporters see their own)."""
+    return principal.sees_personal_data or principal.role == "reporter"
 
 
 def serialize(row: Any, principal: Principal) -> dict[str, Any]:
@@ -239,6 +83,7 @@ def serialize(row: Any, principal: Principal) -> dict[str, Any]:
         "hard": m["hard"],
         "rating": m["rating"],
         "duplicate_of": m["duplicate_of"],
+        "public": m["public"],  # staff marked it public (geo_service.reports.disclosure)
     }
     may_see = principal.sees_personal_data or (
         principal.role == "reporter" and m["filed_by_key_id"] == principal.key_id
@@ -254,25 +99,15 @@ def list_reports(conn: Connection, f: ReportFilter, principal: Principal) -> dic
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
     if f.offset < 0:
         raise InvalidInput("offset must not be negative")
-    conds = _conditions(f, principal)
-    total = conn.execute(select(func.count()).select_from(reports).where(*conds)).scalar_one()
-    rows = conn.execute(
-        _select(principal)
-        .where(*conds)
-        .order_by(reports.c.reported_at.desc(), reports.c.id.desc())
-        .limit(f.limit)
-        .offset(f.offset)
-    ).all()
+    contacts = _reads_contacts(principal)
+    total = store.count_reports(conn, f, principal)
+    rows = store.report_page(conn, f, principal, contacts=contacts)
     return {"total": total, "items": [serialize(r, principal) for r in rows]}
 
 
 def get_report(conn: Connection, report_id: int, principal: Principal) -> dict[str, Any]:
     """One report the principal may see (404 otherwise, so existence does not leak)."""
-    conds = [reports.c.id == report_id]
-    scope = visible_to(principal)
-    if scope is not None:
-        conds.append(scope)
-    row = conn.execute(_select(principal).where(*conds)).one_or_none()
+    row = store.report_row(conn, report_id, principal, contacts=_reads_contacts(principal))
     if row is None:
         raise NotFound(f"no report {report_id}")
     return serialize(row, principal)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from geo_service.db.schema import Channel as Channel
+from geo_service.errors import StorableText
 from geo_service.reports.taxonomy import CATEGORY_BY_CODE
 
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 FUTURE_SLACK = dt.timedelta(minutes=5)  # phones' clocks run a little fast
-Channel = Literal["grid_app", "wechat", "hotline_12345", "video_patrol", "visit"]
 
 
 class Location(BaseModel):
@@ -22,7 +22,7 @@ class Location(BaseModel):
 
     lon: float
     lat: float
-    crs: str = "wgs84"
+    crs: StorableText = Field(default="wgs84", max_length=32)
 
 
 class Reporter(BaseModel):
@@ -30,8 +30,10 @@ class Reporter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=100)
-    phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9][0-9 \-]{2,30}$")
+    name: StorableText | None = Field(default=None, max_length=100)
+    phone: StorableText | None = Field(
+        default=None, max_length=32, pattern=r"^\+?[0-9][0-9 \-]{2,30}$"
+    )
 
 
 class ReportIn(BaseModel):
@@ -40,13 +42,14 @@ class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     channel: Channel
-    category: str
-    description: str = Field(min_length=1, max_length=5000)
+    category: StorableText = Field(json_schema_extra={"enum": sorted(CATEGORY_BY_CODE)})
+    description: StorableText = Field(min_length=1, max_length=5000)
     reported_at: dt.datetime
     location: Location
     photos: list[HttpUrl] = Field(default_factory=list, max_length=9)
     reporter: Reporter | None = None
-    external_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # stored as "<key id>:ext:<external_id>" in 200 characters
+    external_id: StorableText | None = Field(default=None, min_length=1, max_length=180)
     hard: bool = False
 
     @field_validator("category")
@@ -65,4 +68,8 @@ class ReportIn(BaseModel):
             value = value.replace(tzinfo=CHINA_TZ)  # local time of the command centre
         if value > dt.datetime.now(dt.UTC) + FUTURE_SLACK:
             raise ValueError(f"reported_at {value.isoformat()} is in the future")
+        from geo_service.stats.calendar import FIRST_YEAR  # it imports this module
+
+        if value < dt.datetime(FIRST_YEAR, 1, 1, tzinfo=CHINA_TZ):  # due dates start there
+            raise ValueError(f"reported_at {value.isoformat()} is before {FIRST_YEAR}")
         return value

@@ -1,9 +1,11 @@
-"""The reference taxonomy: channels, unit types, categories with SLA, level and routing rules.
+"""The reference taxonomy: channels, unit types, categories with level and routing rules.
 
 "Small matters stay in the village, big ones in the town, hard ones in the county": each
 category has the level that handles it first, and a rule per level naming the unit type that
 answers there. Where no rule names one, the territorial unit of the area answers (属地兜底).
-This module is the single source; ``seed_reference_data`` writes it into the database.
+This module is the single source of categories, unit types and rules (``seed_reference_data``
+writes them into the database); the channel and handling-level codes, which CHECK constraints
+enforce, are declared in :mod:`geo_service.db.schema` and re-exported here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-CHANNELS: Final = ("grid_app", "wechat", "hotline_12345", "video_patrol", "visit")
-HANDLING_LEVELS: Final = ("community", "town", "county")
+from geo_service.db.schema import CHANNELS as CHANNELS
+from geo_service.db.schema import HANDLING_LEVELS as HANDLING_LEVELS
+
 # the area level whose unit answers at each handling level
 AREA_LEVEL_OF: Final = {"community": "community", "town": "town", "county": "district"}
 
@@ -65,13 +68,12 @@ UNIT_LEVEL: Final = {
 
 @dataclass(frozen=True)
 class Category:
-    """A kind of problem: who handles it at each level, how fast."""
+    """A kind of problem: who handles it at each level (how fast: its catalogue entry)."""
 
     code: str
     name: str
     name_en: str
-    level: str  # where it is handled first
-    sla_hours: int
+    level: str  # where it is handled first (time limits: geo_service.stats.catalogue)
     rules: dict[str, str] = field(default_factory=dict)  # handling level -> unit type
 
 
@@ -81,7 +83,6 @@ CATEGORIES: Final = (
         "安全隐患",
         "Safety hazard",
         "community",
-        24,
         {"community": "grid_team", "town": "town_safety_office", "county": "emergency_bureau"},
     ),
     Category(
@@ -89,7 +90,6 @@ CATEGORIES: Final = (
         "违章建筑",
         "Illegal construction",
         "town",
-        72,
         {"town": "town_law_enforcement", "county": "urban_management"},
     ),
     Category(
@@ -97,7 +97,6 @@ CATEGORIES: Final = (
         "河道及环境污染",
         "River or environmental pollution",
         "town",
-        48,
         {"county": "environment_bureau"},
     ),
     Category(
@@ -105,7 +104,6 @@ CATEGORIES: Final = (
         "占道经营与流动摊贩",
         "Road occupation and street vending",
         "community",
-        24,
         {"community": "grid_team", "town": "town_law_enforcement", "county": "urban_management"},
     ),
     Category(
@@ -113,7 +111,6 @@ CATEGORIES: Final = (
         "公共设施损坏",
         "Public facility damage",
         "town",
-        72,
         {"county": "transport_bureau"},
     ),
     Category(
@@ -121,7 +118,6 @@ CATEGORIES: Final = (
         "邻里纠纷",
         "Neighbour dispute",
         "community",
-        72,
         {"town": "town_judicial_office", "county": "justice_bureau"},
     ),
     Category(
@@ -129,7 +125,6 @@ CATEGORIES: Final = (
         "消防及森林火险",
         "Fire and forest-fire risk",
         "town",
-        12,
         {"town": "town_safety_office", "county": "fire_brigade"},
     ),
     Category(
@@ -137,7 +132,6 @@ CATEGORIES: Final = (
         "盗窃",
         "Theft",
         "town",
-        24,
         {"town": "town_police_station", "county": "police_bureau"},
     ),
     Category(
@@ -145,16 +139,15 @@ CATEGORIES: Final = (
         "环境卫生",
         "Sanitation",
         "community",
-        48,
         {"community": "grid_team", "county": "urban_management"},
     ),
     Category(
-        "housing_safety", "房屋安全", "Housing safety", "town", 48, {"county": "housing_bureau"}
+        "housing_safety", "房屋安全", "Housing safety", "town", {"county": "housing_bureau"}
     ),
     Category(
-        "flood_risk", "防汛排涝", "Flooding and drainage", "town", 12, {"county": "water_bureau"}
+        "flood_risk", "防汛排涝", "Flooding and drainage", "town", {"county": "water_bureau"}
     ),
-    Category("other", "其他", "Other", "community", 72, {}),
+    Category("other", "其他", "Other", "community", {}),
 )
 CATEGORY_BY_CODE: Final = {c.code: c for c in CATEGORIES}
 

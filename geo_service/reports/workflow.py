@@ -2,8 +2,11 @@
 track → supervise → feed back → evaluate, with who did each step and when.
 
 Every change locks the report row (``SELECT ... FOR UPDATE``) in the caller's transaction, so
-two concurrent moves from one state cannot both succeed, and writes one ``report_events`` row.
+two concurrent moves from one state cannot both succeed, and writes one ``report_events`` row
+and one audit entry (:mod:`geo_service.audit`: who, from where; HTTP and command line alike).
 Checks run in a fixed order: 404 (may not see the case), 409 for an impossible move, 403 (role).
+Marking a case public (:func:`set_public`) is audited but is no step of the loop: it writes no
+event, so the loop's figures do not see it.
 """
 
 from __future__ import annotations
@@ -12,29 +15,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    func,
-    insert,
-    literal,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection
 
+from geo_service import audit
 from geo_service.auth import Principal, require
+from geo_service.db.schema import CLOSED_STATUSES
+from geo_service.db.schema import REPORT_STATUSES as STATUSES
 from geo_service.errors import Conflict, InvalidInput, NotFound
 from geo_service.reports.placement import base_level
-from geo_service.reports.queries import (
-    CLOSED_STATUSES,
-    OPEN_STATUSES,
-    STATUSES,
-    events,
-    reports,
-    units,
-    visible_to,
-)
 from geo_service.reports.taxonomy import (
     CATEGORY_BY_CODE,
     HANDLING_LEVELS,
@@ -42,6 +30,9 @@ from geo_service.reports.taxonomy import (
     next_level,
 )
 from geo_service.routing import RoutingTable
+from geo_service.stats import catalogue
+from geo_service.store import reports as store
+from geo_service.store import units as store_units
 
 # status -> {target status: action}; the only moves there are
 TRANSITIONS: Final[dict[str, dict[str, str]]] = {
@@ -57,7 +48,7 @@ TRANSITIONS: Final[dict[str, dict[str, str]]] = {
 }
 STAFF: Final = ("operator", "admin")
 # grid workers act only on cases their scope covers, reporters only on their own: both are
-# enforced by visibility (queries.visible_to), which answers 404 before any role check
+# enforced by visibility (store.reports.visible_to), which answers 404 before any role check
 HANDLERS: Final = ("grid_worker", *STAFF)
 ROLES_OF: Final[dict[str, tuple[str, ...]]] = {
     "accept": STAFF,
@@ -74,6 +65,7 @@ ROLES_OF: Final[dict[str, tuple[str, ...]]] = {
     "escalate": STAFF,
     "supervise": STAFF,
     "escalate_overdue": STAFF,
+    "publicity": STAFF,
 }
 # a case already with a unit goes back to 'dispatched' when another unit takes it over
 BACK_TO_DISPATCHED: Final = frozenset({"dispatched", "handling"})
@@ -84,7 +76,6 @@ _LEVEL_OF_UNIT_AREA: Final = {
     "town": "town",
     "district": "county",
 }
-
 
 
 @dataclass(frozen=True)
@@ -114,24 +105,6 @@ class _Step:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
-_CASE_COLUMNS = (
-    reports.c.id,
-    reports.c.status,
-    reports.c.category,
-    reports.c.handling_level,
-    reports.c.hard,
-    reports.c.unit_id,
-    reports.c.in_coverage,
-    reports.c.grid_code,
-    reports.c.community_code,
-    reports.c.town_code,
-    reports.c.district_code,
-    reports.c.reported_at,
-    reports.c.due_at,
-    func.now().label("now"),
-)
-
-
 def _case(row: Any) -> _Case:
     m = row._mapping
     chain = None
@@ -152,20 +125,9 @@ def _case(row: Any) -> _Case:
     )
 
 
-def _visible(report_id: int, principal: Principal) -> list[Any]:
-    """The conditions for one report ``principal`` may see (ids are bigint in the table)."""
-    conds: list[Any] = [reports.c.id == literal(report_id, BigInteger)]
-    scope = visible_to(principal)
-    if scope is not None:
-        conds.append(scope)
-    return conds
-
-
 def lock_case(conn: Connection, report_id: int, principal: Principal) -> _Case:
     """The report row, locked until the transaction ends; 404 when ``principal`` may not see it."""
-    row = conn.execute(
-        select(*_CASE_COLUMNS).where(*_visible(report_id, principal)).with_for_update()
-    ).one_or_none()
+    row = store.lock_case(conn, report_id, principal)
     if row is None:
         raise NotFound(f"no report {report_id}")
     return _case(row)
@@ -191,24 +153,37 @@ def _check_target(to: str, rating: int | None) -> None:
         raise InvalidInput("a rating is given only when the case is evaluated")
 
 
+# what an audit entry of a step keeps of its changes (ids, codes, levels: never free text)
+_AUDITED: Final = ("unit_id", "category", "handling_level", "routed_by", "hard", "rating")
+
+
+def _audit_details(s: _Step) -> dict[str, Any]:
+    details: dict[str, Any] = {"from_status": s.case.status, "to_status": s.to_status}
+    details.update((k, s.changes[k]) for k in _AUDITED if k in s.changes)
+    return details
+
+
 def _record(
     conn: Connection, steps: list[_Step], at: dt.datetime, principal: Principal | None
 ) -> None:
-    """Apply each step to its report and write its event (time, actor, role, note)."""
+    """Apply each step to its report and write its event (time, actor, role, note) and its
+    audit entry."""
     for s in steps:
         values = dict(s.changes)
         if s.to_status != s.case.status:
             values.update(status=s.to_status, status_at=at)
         if values:
-            conn.execute(
-                update(reports)
-                .where(reports.c.id == literal(s.case.id, BigInteger))
-                .values(**values)
-            )
-    if not steps:
-        return
-    conn.execute(
-        insert(events),
+            store.update_case(conn, s.case.id, values)
+    for action in sorted({s.action for s in steps}):
+        audit.record_many(
+            conn,
+            f"report.{action}",
+            "report",
+            [(s.case.id, _audit_details(s)) for s in steps if s.action == action],
+            principal,
+        )
+    store.add_events(
+        conn,
         [
             {
                 "report_id": s.case.id,
@@ -220,6 +195,8 @@ def _record(
                 "actor_key_id": principal.key_id if principal else None,
                 "actor": principal.role if principal else "system",
                 "note": s.note,
+                "dispatch_due_at": s.changes.get("dispatch_due_at"),
+                "handle_due_at": s.changes.get("handle_due_at"),
             }
             for s in steps
         ],
@@ -249,6 +226,8 @@ def transition(
         changes["closed_at"] = case.now
     if action == "evaluate":
         changes["rating"] = rating
+    if action == "accept":  # the case's urgency and deadlines (stats.catalogue)
+        changes.update(catalogue.on_accept(case.category, case.now))
     _record(conn, [_Step(case, action, to, note, changes)], case.now, principal)
 
 
@@ -271,9 +250,7 @@ def _reassigned_level(case: _Case, category: str) -> str:
 
 def _named_unit(conn: Connection, unit_code: str) -> tuple[int, str]:
     """The id and handling level of an active unit, 422 if there is none of that code."""
-    row = conn.execute(
-        text("SELECT id, unit_type FROM units WHERE code = :code AND active"), {"code": unit_code}
-    ).one_or_none()
+    row = store_units.active_unit(conn, unit_code)
     if row is None:
         raise InvalidInput(f"unknown unit {unit_code!r}")
     return row.id, _LEVEL_OF_UNIT_AREA[UNIT_LEVEL.get(row.unit_type, "district")]
@@ -306,9 +283,9 @@ def reassign(
         level = _reassigned_level(case, new_category)
         route = routing.route(new_category, level, case.chain)
         changes.update(unit_id=route.unit_id, handling_level=level, routed_by=route.routed_by)
+    accepted = case.status != "discovered"
+    changes.update(catalogue.on_reassign(new_category, case.now, case.reported_at, accepted))
     if new_category != case.category:
-        sla = dt.timedelta(hours=CATEGORY_BY_CODE[new_category].sla_hours)
-        changes["due_at"] = case.reported_at + sla
         note = f"{note} (category {case.category} → {new_category})"
     to = "dispatched" if case.status in BACK_TO_DISPATCHED else case.status
     _record(conn, [_Step(case, "reassign", to, note, changes)], case.now, principal)
@@ -368,6 +345,30 @@ def supervise(conn: Connection, report_id: int, principal: Principal, *, note: s
     _record(conn, [step], case.now, principal)
 
 
+def set_public(
+    conn: Connection,
+    report_id: int,
+    principal: Principal,
+    *,
+    public: bool,
+    public_categories: frozenset[str],
+) -> None:
+    """Mark a case public (its point and description shown in the public views) or private
+    again; operators and admins, audited. 409 when its category is not one of
+    ``public_categories`` (``GEO_PRIVACY_PUBLIC_CATEGORIES``): such cases always stay private."""
+    case = lock_case(conn, report_id, principal)
+    require(principal, *ROLES_OF["publicity"])
+    if public and case.category not in public_categories:
+        allowed = ", ".join(sorted(public_categories)) or "none"
+        raise Conflict(
+            f"category {case.category!r} is not public: only cases of {allowed} can be shown "
+            "to the public (GEO_PRIVACY_PUBLIC_CATEGORIES)"
+        )
+    store.update_case(conn, case.id, {"public": public})
+    action = "report.make_public" if public else "report.make_private"
+    audit.record(conn, action, "report", case.id, principal, {"category": case.category})
+
+
 def escalate_overdue(
     conn: Connection,
     now: dt.datetime,
@@ -376,24 +377,16 @@ def escalate_overdue(
 ) -> int:
     """Escalate every open case overdue at ``now`` one level; how many were escalated.
 
-    Each gets a new due date, ``now`` + its category's SLA, so it escalates once per SLA period;
+    Each gets a new due date, ``now`` + its category's handling limit (working time), so it
+    escalates once per such period (its ``handle_due_at``, what figures judge, stays);
     cases already at the county stay put. Rows another transaction holds are left for next time.
     """
-    rows = conn.execute(
-        select(*_CASE_COLUMNS)
-        .where(
-            reports.c.status.in_(OPEN_STATUSES),
-            reports.c.due_at < now,
-            reports.c.handling_level != HANDLING_LEVELS[-1],
-        )
-        .order_by(reports.c.id)
-        .with_for_update(skip_locked=True)
-    ).all()
+    rows = store.lock_overdue(conn, now, HANDLING_LEVELS[-1])
     steps = []
     for case in map(_case, rows):
-        sla = dt.timedelta(hours=CATEGORY_BY_CODE[case.category].sla_hours)
         note = f"overdue since {case.due_at.isoformat()}: escalated"
-        step = _escalation(case, routing, "escalate_overdue", note, due_at=now + sla)
+        due = catalogue.deadline(case.category, "handle", now)
+        step = _escalation(case, routing, "escalate_overdue", note, due_at=due)
         if step is not None:
             steps.append(step)
     _record(conn, steps, now, principal)
@@ -406,18 +399,9 @@ def history(conn: Connection, report_id: int, principal: Principal) -> list[dict
     ``duration_s`` is the time since the previous event (None for the first; never negative,
     though a phone's clock may put ``reported_at`` a little after the first steps).
     """
-    if conn.execute(select(reports.c.id).where(*_visible(report_id, principal))).first() is None:
+    if not store.is_visible(conn, report_id, principal):
         raise NotFound(f"no report {report_id}")
-    rows = conn.execute(
-        select(
-            events,
-            units.c.code.label("unit_code"),
-            units.c.name.label("unit_name"),
-        )
-        .select_from(events.outerjoin(units, units.c.id == events.c.unit_id))
-        .where(events.c.report_id == report_id)
-        .order_by(events.c.id)
-    ).all()
+    rows = store.events_of(conn, report_id)
     out: list[dict[str, Any]] = []
     previous: dt.datetime | None = None
     for r in rows:

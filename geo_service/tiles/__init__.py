@@ -7,7 +7,7 @@
 ``generations``        layer_generations counters, read at most every poll_s
 ``cache``              LRU of tile bytes with ETags, one build per missing key
 ``features``           analysis results ready for tiles, cached per generation
-``sql`` / ``render``   the PostGIS statements and the per-layer choice of them
+``render``             the per-layer choice of statements (``store.tiles`` holds them)
 ``prepared``           tile-ready copies of a version's areas (tile_areas)
 ``service``            the per-process service the routes call
 ``response``           status and caching headers of a tile answer

@@ -38,7 +38,7 @@ def _lat(row: float, n: float) -> float:
 
 
 def _integer(name: str, raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise InvalidInput(f"tile {name} must be a non-negative integer, not {raw!r}")
     return int(raw)
 

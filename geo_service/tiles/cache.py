@@ -4,6 +4,10 @@ Keys carry everything a tile depends on (layer, z/x/y, normalised query, audienc
 and the layer generations), so entries are never invalidated in place: a change moves the
 key, and stale entries age out of the LRU. Concurrent requests for a missing key share one
 build. ETags are a hash of the bytes: equal tiles keep their ETag across generations.
+
+The bound is on the memory an entry holds, not only its tile: the bytes, the key (a long
+query string makes a long key: counted by :func:`~geo_service.locator.registry.estimate_bytes`)
+and a fixed cost per entry, so many empty tiles under long queries cannot grow it either.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from typing import Final
+
+from geo_service.locator.registry import estimate_bytes
+
+ENTRY_BYTES: Final = 300  # an entry's own cost: the OrderedDict slot, the CachedTile, its ETag
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +39,7 @@ class CachedTile:
 
 
 class TileCache:
-    """LRU of :class:`CachedTile` by total bytes (``max_bytes`` 0 keeps nothing)."""
+    """LRU of :class:`CachedTile` by the bytes entries hold (``max_bytes`` 0 keeps nothing)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -38,6 +47,7 @@ class TileCache:
         self.hits = 0
         self.misses = 0
         self._items: OrderedDict[Hashable, CachedTile] = OrderedDict()
+        self._costs: dict[Hashable, int] = {}
         self._building: dict[Hashable, asyncio.Future[CachedTile]] = {}
 
     def __len__(self) -> int:
@@ -51,23 +61,30 @@ class TileCache:
             self.hits += 1
         return tile
 
+    @staticmethod
+    def cost(key: Hashable, tile: CachedTile) -> int:
+        """The bytes an entry holds: its tile, its note, its key and the entry itself."""
+        note = len(tile.note) if tile.note else 0
+        return len(tile.body) + note + estimate_bytes(key) + ENTRY_BYTES
+
     def put(self, key: Hashable, tile: CachedTile) -> None:
         """Store ``tile``, evicting the least recently used beyond ``max_bytes``."""
-        cost = len(tile.body) + 200  # the key and the entry are not free either
+        cost = self.cost(key, tile)
         if cost > self.max_bytes:
             return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.size -= len(old.body) + 200
+        if self._items.pop(key, None) is not None:
+            self.size -= self._costs.pop(key)
         self._items[key] = tile
+        self._costs[key] = cost
         self.size += cost
         while self.size > self.max_bytes and self._items:
-            _, dropped = self._items.popitem(last=False)
-            self.size -= len(dropped.body) + 200
+            dropped, _ = self._items.popitem(last=False)
+            self.size -= self._costs.pop(dropped)
 
     def clear(self) -> None:
         """Forget every tile."""
         self._items.clear()
+        self._costs.clear()
         self.size = 0
 
     async def get_or_build(

@@ -1,11 +1,13 @@
 """An ASGI middleware that answers cached tiles before routing.
 
 The tile route remembers how it understood each request (path, query string and
-``Authorization`` header → layer, tile, normalised query), for as long as API keys are cached
-(``KEY_TTL_S``, as :class:`geo_service.auth.KeyStore` does). A later identical request whose
-tile is in the cache under the current generation is answered here, with the same status and
-headers the route would give; anything else goes on to the route. The fast path only skips
-work, never a rule: parsing, privacy and cache keys are the route's.
+``Authorization`` header → layer, tile, normalised query) for ``KEY_TTL_S``. A later identical
+request whose tile is in the cache under the current generation is answered here, with the
+same status and headers the route would give — a request with a key only while this worker's
+key store vouches for that key without a query (:meth:`geo_service.auth.KeyStore.known`: looked
+up under a generation read less than ``GEO_AUTH_KEY_RECHECK_S`` ago, so a revoked key falls
+through to the route as fast as anywhere else); anything else goes on to the route. The fast
+path only skips work, never a rule: parsing, privacy and cache keys are the route's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from geo_service.tiles.response import tile_answer
 
 _PREFIX = "/tiles/"
+
+
+def _vouched(scope: Scope, auth: bytes) -> bool:
+    """Whether the worker's key store knows the Bearer key of ``auth`` as valid right now."""
+    keys: Any = getattr(scope["app"].state, "keys", None)
+    scheme, _, token = auth.decode("latin-1").partition(" ")
+    if keys is None or scheme.lower() != "bearer" or not token.strip():
+        return False
+    return keys.known(token.strip()) is not None
 
 
 class TileHitMiddleware:
@@ -40,6 +51,8 @@ class TileHitMiddleware:
                     elif name == b"if-none-match":
                         inm = value.decode("latin-1")
                 found = service.hit((scope["path"], scope["query_string"], auth))
+                if found is not None and auth is not None and not _vouched(scope, auth):
+                    found = None
                 if found is not None:
                     tile, private = found
                     status, headers, body = tile_answer(

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
+from geo_service.locator.registry import estimate_bytes
+
 T = TypeVar("T")
 Columns = Sequence[tuple[str, str]]
 _INTEGER_TYPES = frozenset({"bigint", "int", "integer"})
@@ -90,13 +92,18 @@ class AreaFigures:
 class _Slot(Generic[T]):
     lock: threading.Lock = field(default_factory=threading.Lock)
     value: T | None = None
+    nbytes: int = 0  # counted once filled
 
 
 class AnalysisCache:
-    """LRU of analysis results by key; concurrent callers of one key compute it once."""
+    """LRU of analysis results by key, bounded by the bytes they hold (estimated by
+    :func:`~geo_service.locator.registry.estimate_bytes`) and by count; concurrent callers of
+    one key compute it once. A result larger than the whole bound is answered, not kept."""
 
-    def __init__(self, size: int = 32) -> None:
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024, size: int = 32) -> None:
+        self.max_bytes = max_bytes
         self.size = size
+        self.nbytes = 0
         self._slots: OrderedDict[Hashable, _Slot[Any]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -107,10 +114,24 @@ class AnalysisCache:
             if slot is None:
                 slot = self._slots[key] = _Slot()
                 while len(self._slots) > self.size:
-                    self._slots.popitem(last=False)
+                    self.nbytes -= self._slots.popitem(last=False)[1].nbytes
             self._slots.move_to_end(key)
         with slot.lock:
             if slot.value is None:
                 slot.value = compute()
+                nbytes = estimate_bytes(slot.value)
+                with self._lock:
+                    if self._slots.get(key) is slot:  # not dropped while it was computed
+                        slot.nbytes = nbytes
+                        self.nbytes += nbytes
+                        self._evict(key)
             value: T = slot.value
             return value
+
+    def _evict(self, newest: Hashable) -> None:
+        """Drop least recently used results until within ``max_bytes``, the newest last
+        (the caller holds ``_lock``)."""
+        for key in [k for k in self._slots if k != newest] + [newest]:
+            if self.nbytes <= self.max_bytes:
+                return
+            self.nbytes -= self._slots.pop(key).nbytes

@@ -14,12 +14,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-_READ = text(
-    "SELECT coalesce(sum(boundaries), 0) AS boundaries, coalesce(sum(reports), 0) AS reports "
-    "FROM layer_generations"
-)
+from geo_service.store.tiles import generation_counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +30,8 @@ class Generation:
 def read_generation(engine: Engine) -> Generation:
     """The counters as committed now (one small query over 16 rows)."""
     with engine.connect() as conn:
-        row = conn.execute(_READ).one()
-    return Generation(int(row.boundaries), int(row.reports))
+        boundaries, reports = generation_counters(conn)
+    return Generation(boundaries, reports)
 
 
 class GenerationWatcher:

@@ -22,6 +22,7 @@ class TileQuery:
     level: str | None = None
     k: int = 0
     staff: bool = False  # operator, planner or admin: may see single reports
+    max_res: int = 15  # the finest H3 cells drawn (the public resolution for non-staff)
 
 
 def _collect(spec: LayerSpec, items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -41,7 +42,7 @@ def _collect(spec: LayerSpec, items: Iterable[tuple[str, str]]) -> dict[str, str
 def _k(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise InvalidInput(f"k must be a non-negative integer, not {raw!r}")
     return int(raw)
 
@@ -60,9 +61,11 @@ def parse_query(
     *,
     threshold: Callable[[int | None], int],
     staff: bool,
+    max_res: int = 15,
 ) -> TileQuery:
     """The normalised query of one tile request; unknown parameters and bad values are a
-    4xx naming them. ``threshold`` turns the asked ``k`` into the one to apply (or refuses)."""
+    4xx naming them. ``threshold`` turns the asked ``k`` into the one to apply (or refuses);
+    ``max_res`` is the finest H3 resolution the caller may see (layers of report cells)."""
     q = _collect(spec, items)
     f = None
     if "from" in spec.params:
@@ -80,4 +83,5 @@ def parse_query(
         level=_level(spec, q.get("level")),
         k=threshold(_k(q.get("k"))) if spec.suppressed else 0,
         staff=staff and spec.name == "reports",  # only the reports layer differs by role
+        max_res=max_res if spec.suppressed else 15,
     )

@@ -1,5 +1,7 @@
 """Make one tile of a layer: pick the boundary version, the analysis and its privacy rule,
-then let PostGIS encode it (:mod:`geo_service.tiles.sql`)."""
+then let PostGIS encode it (:mod:`geo_service.store.tiles`). Cells of reports (heat, hot
+spots, clusters) are never finer than the query's ``max_res``: the public H3 resolution
+(``GEO_PRIVACY_PUBLIC_H3_RES``) for callers without an operator, planner or admin key."""
 
 from __future__ import annotations
 
@@ -18,13 +20,13 @@ from geo_service.analytics.filters import AnalysisFilter
 from geo_service.analytics.heat import cell_counts, heat_areas, heat_cells
 from geo_service.analytics.hotspots import NotEnoughFeatures, NoVariation, hotspots
 from geo_service.analytics.privacy import suppress
+from geo_service.store.tiles import area_tile, features_tile, report_points_tile
 from geo_service.tiles.address import Tile
 from geo_service.tiles.cache import CachedTile
 from geo_service.tiles.features import AnalysisCache, AreaFigures, FeatureSet, column_values
 from geo_service.tiles.generations import Generation
 from geo_service.tiles.prepared import PreparedVersions
 from geo_service.tiles.query import TileQuery
-from geo_service.tiles.sql import area_tile, features_tile, report_points_tile
 
 CELL_COLUMNS: Final = (("cell", "text"), ("n", "bigint"))
 STAT_COLUMNS: Final = (
@@ -120,7 +122,7 @@ def heat_tile(conn: Connection, tile: Tile, q: TileQuery, ctx: RenderContext) ->
 
         figures = ctx.analyses.get(_key("heat-areas", q, ctx, level, version_id), per_area)
         return _area_figures(conn, tile, "heat", figures, HEAT_AREA_COLUMNS)
-    res = h3sql.res_for_zoom(tile.z)
+    res = min(h3sql.res_for_zoom(tile.z), q.max_res)
 
     def cells(bbox: Box | None) -> FeatureSet:
         frame = heat_cells(conn, dataclasses.replace(f, bbox=bbox), res)
@@ -151,7 +153,7 @@ def hotspots_tile(conn: Connection, tile: Tile, q: TileQuery, ctx: RenderContext
         if not figures.data["code"]:
             return _note(b"", figures.note)
         return _area_figures(conn, tile, "hotspots", figures, HOT_AREA_COLUMNS)
-    res = min(h3sql.res_for_zoom(tile.z), 10)
+    res = min(h3sql.res_for_zoom(tile.z), 10, q.max_res)
 
     def cells() -> FeatureSet:
         try:
@@ -169,7 +171,7 @@ def reports_tile(conn: Connection, tile: Tile, q: TileQuery, ctx: RenderContext)
     f = _filter(q)
     if q.staff and tile.z >= ctx.points_min_zoom:
         return _note(report_points_tile(conn, tile, "reports", f), None)
-    res = min(h3sql.res_for_zoom(tile.z), CLUSTER_MAX_RES)
+    res = min(h3sql.res_for_zoom(tile.z), CLUSTER_MAX_RES, q.max_res)
 
     def clusters() -> FeatureSet:
         counts = cell_counts(conn, f, res)

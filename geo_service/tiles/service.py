@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from geo_service.analytics.heat import backfill_h3
+from geo_service.locator.registry import VersionRegistry
 from geo_service.settings import TilesSettings
 from geo_service.tiles.address import Tile
 from geo_service.tiles.cache import CachedTile, TileCache
@@ -21,8 +21,11 @@ from geo_service.tiles.query import TileQuery
 from geo_service.tiles.render import RenderContext, render, today
 
 OVERDUE_BUCKET_S = 60  # single reports carry "overdue", which turns with the clock
-KEY_TTL_S = 10.0  # how long a parsed request is reused (as long as API keys are cached)
+KEY_TTL_S = 10.0  # how long a parsed request is reused (a keyed one only while the key store
+# vouches for its key: geo_service.tiles.fastpath)
 MAX_REMEMBERED = 50_000
+MAX_REMEMBERED_BYTES = 32 * 1024 * 1024  # the requests' own bytes, plus an entry's cost
+_REMEMBERED_ENTRY = 600  # a ParsedRequest, its key tuple and the dict slot
 RequestKey = tuple[str, bytes, bytes | None]  # path, query string, Authorization header
 
 
@@ -40,24 +43,27 @@ class ParsedRequest:
 class TileService:
     """Answers tiles from the cache, or renders them once (in a worker thread) and caches."""
 
-    def __init__(self, engine: Engine, settings: TilesSettings) -> None:
+    def __init__(self, engine: Engine, settings: TilesSettings, registry: VersionRegistry) -> None:
         self.engine = engine
         self.settings = settings
         self.watcher = GenerationWatcher(engine, settings.generation_poll_s)
         self.cache = TileCache(int(settings.cache_mb * 1024 * 1024))
-        self.analyses = AnalysisCache()
-        self.prepared = PreparedVersions(engine)
+        self.analyses = AnalysisCache(int(settings.analysis_cache_mb * 1024 * 1024))
+        self.prepared = PreparedVersions(engine, registry)
         self._parsed: dict[RequestKey, ParsedRequest] = {}
+        self._parsed_bytes = 0
 
     def remember(
         self, request: RequestKey, spec: LayerSpec, tile: Tile, q: TileQuery, private: bool
     ) -> None:
-        """Keep how a request was understood, for the fast path (bounded; wiped when full)."""
-        if len(self._parsed) >= MAX_REMEMBERED:
+        """Keep how a request was understood, for the fast path (bounded in entries and
+        bytes, long query strings included; wiped when full)."""
+        cost = len(request[0]) + len(request[1]) + len(request[2] or b"") + _REMEMBERED_ENTRY
+        if len(self._parsed) >= MAX_REMEMBERED or self._parsed_bytes + cost > MAX_REMEMBERED_BYTES:
             self._parsed.clear()
-        self._parsed[request] = ParsedRequest(
-            spec, tile, q, private, time.monotonic() + KEY_TTL_S
-        )
+            self._parsed_bytes = 0
+        self._parsed_bytes += cost
+        self._parsed[request] = ParsedRequest(spec, tile, q, private, time.monotonic() + KEY_TTL_S)
 
     def hit(self, request: RequestKey) -> tuple[CachedTile, bool] | None:
         """The cached tile of an already-understood request under a fresh generation (and
@@ -97,8 +103,5 @@ class TileService:
         return await self.cache.get_or_build(key, build)
 
     def _render(self, spec: LayerSpec, tile: Tile, q: TileQuery, ctx: RenderContext) -> CachedTile:
-        if "reports" in spec.sources:
-            with self.engine.begin() as conn:
-                backfill_h3(conn)  # cells of reports stored by other writers (cheap if none)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # a read: every writer stored its reports' cells
             return render(conn, spec.name, tile, q, ctx)

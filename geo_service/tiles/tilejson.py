@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from geo_service.boundaries.versions import version_in_force
 from geo_service.errors import NoBoundaryVersion
+from geo_service.store import versions as store
 from geo_service.tiles.address import MAX_ZOOM
 from geo_service.tiles.layers import LayerSpec
 
@@ -22,17 +23,11 @@ def version_bounds(conn: Connection, as_of: dt.date | None) -> tuple[list[float]
         version = version_in_force(conn, as_of)
     except NoBoundaryVersion:
         return list(WORLD), None
-    row = conn.execute(
-        text(
-            "SELECT ST_XMin(e) AS w, ST_YMin(e) AS s, ST_XMax(e) AS e, ST_YMax(e) AS n FROM "
-            "(SELECT ST_Extent(a.geom) AS e FROM version_areas va JOIN areas a "
-            "ON a.id = va.area_id WHERE va.version_id = :v) x"
-        ),
-        {"v": version.id},
-    ).one()
-    if row.w is None:
+    assert version.id is not None
+    box = store.extent(conn, version.id)
+    if box is None:
         return list(WORLD), version.label
-    return [round(row.w, 6), round(row.s, 6), round(row.e, 6), round(row.n, 6)], version.label
+    return [round(v, 6) for v in box], version.label
 
 
 def tilejson(

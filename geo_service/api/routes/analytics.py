@@ -6,7 +6,10 @@ the areas) counted from 1 to k − 1 reports, k the setting ``analytics.k_min``
 (``GEO_ANALYTICS_K_MIN``, default 5), for every caller unless asked otherwise: anyone may ask
 for a larger ``k``; only operator, planner and admin keys (accountable staff who work with exact
 per-grid counts) may ask for less, down to 0 (nothing suppressed). Public, reporter and grid
-worker callers asking for less get 401/403. No layer carries personal data, whatever the k.
+worker callers asking for less get 401/403. Likewise H3 cells are never finer than the public
+resolution (``GEO_PRIVACY_PUBLIC_H3_RES``, default 8) for those callers: a finer ``res`` is
+401/403, a ``zoom`` or the default is lowered to it. No layer carries personal data, whatever
+the k.
 """
 
 from __future__ import annotations
@@ -17,74 +20,30 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import geopandas as gpd
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import Connection, Engine
 
 from geo_service.analytics import emerging as emerging_mod
 from geo_service.analytics import heat, hotspots, stages
 from geo_service.analytics.filters import AnalysisFilter, make_filter
 from geo_service.analytics.geojson import feature_collection
-from geo_service.analytics.privacy import STAFF_ROLES, suppress
-from geo_service.api.deps import EngineDep, SettingsDep
+from geo_service.analytics.h3sql import ROLLUP_RES
+from geo_service.analytics.privacy import suppress
+from geo_service.api.deps import CallerDep, EngineDep, KDep, SettingsDep
+from geo_service.api.models import ERRORS, AnalysisLayer
 from geo_service.api.responses import JSONBytes
-from geo_service.auth import KeyStore, Principal
-from geo_service.errors import Forbidden, InvalidInput, Unauthorized
+from geo_service.db.schema import AreaLevel
+from geo_service.reports.disclosure import layer_res
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"], responses=ERRORS)
 
-Level = Literal["grid", "community", "town", "district"]
+Level = AreaLevel
 
 
 class GeoJSONResponse(JSONBytes):
     """A GeoJSON body (RFC 7946 media type)."""
 
     media_type = "application/geo+json"
-
-
-def optional_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal | None:
-    """The caller when a key is given (401 for a bad one), None for the public."""
-    if not authorization:
-        return None
-    keys: KeyStore = request.app.state.keys
-    return keys.authenticate(authorization)
-
-
-MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
-
-
-def threshold(k: int | None, principal: Principal | None, k_min: int) -> int:
-    """The suppression threshold: ``k_min`` unless asked; below it only for staff keys."""
-    if k is None:
-        return k_min
-    if k < 0:
-        raise InvalidInput("k must not be negative")
-    if k < k_min:
-        if principal is None:
-            raise Unauthorized(f"k below {k_min} needs an operator, planner or admin key")
-        if principal.role not in STAFF_ROLES:
-            raise Forbidden(
-                f"role {principal.role!r} may not lower k below {k_min} "
-                "(needs operator, planner or admin)"
-            )
-    return k
-
-
-def suppression_k(
-    settings: SettingsDep,
-    principal: MaybePrincipal,
-    k: Annotated[
-        int | None,
-        Query(ge=0, description="suppress features of 1..k-1 reports; default the configured "
-              "minimum, below it only for operator, planner and admin keys"),
-    ] = None,
-) -> int:
-    """The k this request's layer is suppressed with (401/403 when the caller may not ask)."""
-    return threshold(k, principal, settings.analytics.k_min)
-
-
-KDep = Annotated[int, Depends(suppression_k)]
 
 
 def common_filter(
@@ -112,11 +71,9 @@ async def _run(
     compute: Callable[[Connection], gpd.GeoDataFrame],
     shape: Callable[[gpd.GeoDataFrame], dict[str, Any]],
 ) -> GeoJSONResponse:
-    """Fill missing report cells, compute in a worker thread, answer GeoJSON."""
+    """Compute in a worker thread (a read: nothing is written), answer GeoJSON."""
 
     def work() -> dict[str, Any]:
-        with engine.begin() as conn:
-            heat.backfill_h3(conn)
         with engine.connect() as conn:
             return shape(compute(conn))
 
@@ -130,7 +87,7 @@ def _shape(k: int, level: str | None) -> Callable[[gpd.GeoDataFrame], dict[str, 
     return lambda frame: feature_collection(suppress(frame, k, drop=False), "code")
 
 
-@router.get("/heat", response_class=GeoJSONResponse)
+@router.get("/heat", response_class=GeoJSONResponse, response_model=AnalysisLayer)
 async def heat_layer(
     engine: EngineDep,
     kk: KDep,
@@ -139,9 +96,14 @@ async def heat_layer(
     zoom: Annotated[float | None, Query(ge=0, le=24, description="map zoom → resolution")] = None,
     level: Annotated[Level | None, Query(description="per area instead of H3")] = None,
     per_household: bool = False,
+    *,
+    who: CallerDep,
+    settings: SettingsDep,
 ) -> GeoJSONResponse:
     """Reports per H3 cell (resolution ``res``, or from ``zoom``: ≤8→6, 9-10→7, 11-12→8,
     13→9, 14→10, ≥15→11) or per area of ``level`` (every area, with ``per_household``)."""
+    if level is None:
+        res = layer_res(res, zoom, who, settings.privacy, ROLLUP_RES)
     return await _run(
         engine,
         lambda conn: heat.heat(
@@ -151,7 +113,7 @@ async def heat_layer(
     )
 
 
-@router.get("/hotspots", response_class=GeoJSONResponse)
+@router.get("/hotspots", response_class=GeoJSONResponse, response_model=AnalysisLayer)
 async def hotspots_layer(
     engine: EngineDep,
     kk: KDep,
@@ -166,10 +128,15 @@ async def hotspots_layer(
     permutations: Annotated[int, Query(ge=1, le=hotspots.MAX_PERMUTATIONS)] = 999,
     seed: int | None = None,
     fdr: bool = True,
+    *,
+    who: CallerDep,
+    settings: SettingsDep,
 ) -> GeoJSONResponse:
     """Getis-Ord Gi* hot and cold spots (Optimized Hot Spot Analysis): z, p, FDR-adjusted q,
     Gi_Bin and class (hot_99 … cold_99) per H3 cell (distance band, automatic unless
     ``band_m``) or per area of ``level`` (contiguity). 422 under 30 features."""
+    if level is None:
+        res = min(layer_res(res, zoom, who, settings.privacy, hotspots.DEFAULT_RES), 10)
     return await _run(
         engine,
         lambda conn: hotspots.hotspots(
@@ -190,7 +157,7 @@ async def hotspots_layer(
     )
 
 
-@router.get("/emerging-hotspots", response_class=GeoJSONResponse)
+@router.get("/emerging-hotspots", response_class=GeoJSONResponse, response_model=AnalysisLayer)
 async def emerging_layer(
     engine: EngineDep,
     kk: KDep,
@@ -204,10 +171,15 @@ async def emerging_layer(
     alpha: Annotated[float, Query(gt=0, lt=1, description="bin significance")] = 0.05,
     trend_alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
     fdr: bool = True,
+    *,
+    who: CallerDep,
+    settings: SettingsDep,
 ) -> GeoJSONResponse:
     """Emerging hot spot categories (new, consecutive, intensifying, persistent, diminishing,
     sporadic, oscillating, historical; hot and cold) over whole day/week/month slices, with
     the Mann-Kendall trend of each location's Gi* z-scores and its Gi_Bin per slice."""
+    if level is None:
+        res = layer_res(res, None, who, settings.privacy, emerging_mod.DEFAULT_RES)
     return await _run(
         engine,
         lambda conn: emerging_mod.emerging_hotspots(
@@ -227,7 +199,7 @@ async def emerging_layer(
     )
 
 
-@router.get("/grid-stats", response_class=GeoJSONResponse)
+@router.get("/grid-stats", response_class=GeoJSONResponse, response_model=AnalysisLayer)
 async def grid_stats_layer(
     engine: EngineDep,
     kk: KDep,

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
 from geo_service.api.deps import EngineDep
+from geo_service.api.models import EDGE_ERRORS, Health
+from geo_service.store import health as health_store
+from geo_service.store import versions
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=EDGE_ERRORS)
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 async def health(engine: EngineDep) -> dict[str, Any]:
     """Really asks PostGIS: its version and the boundary version in force."""
 
     def probe() -> dict[str, Any]:
         with engine.connect() as conn:
-            postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
-            version = conn.execute(
-                text(
-                    "SELECT label FROM boundary_versions WHERE status IN ('published', 'retired') "
-                    "AND effective_from <= CURRENT_DATE AND (effective_to IS NULL OR "
-                    "effective_to > CURRENT_DATE) ORDER BY effective_from DESC LIMIT 1"
-                )
-            ).scalar()
-        return {"status": "ok", "postgis": postgis, "boundary_version": version}
+            postgis = health_store.postgis_version(conn)
+            version = versions.in_force(conn, dt.date.today())
+        label = version.label if version is not None else None
+        return {"status": "ok", "postgis": postgis, "boundary_version": label}
 
     return await asyncio.to_thread(probe)

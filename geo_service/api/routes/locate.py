@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from geo_service.api.deps import LocatorsDep, SettingsDep
+from geo_service.api.limits import LocateRequest
+from geo_service.api.locate_fastpath import answers, one_answer
+from geo_service.api.models import ERRORS, LocateAnswer, LocateBatch
 from geo_service.api.responses import JSONBytes
 from geo_service.boundaries.versions import parse_date
 from geo_service.errors import InvalidInput, TooLarge
-from geo_service.locator import LocateResult, Locator
 
-router = APIRouter(prefix="/v1", tags=["locate"])
-
-OUTSIDE_NEAREST_M = 2_000.0
+router = APIRouter(prefix="/v1", tags=["locate"], responses=ERRORS)
 
 _BATCH_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -52,84 +53,28 @@ _BATCH_SCHEMA: dict[str, Any] = {
 }
 
 
-def _answers(loc: Locator, res: LocateResult, within_m: float, chain: bool) -> list[dict[str, Any]]:
-    """One JSON-ready answer per point, in input order."""
-    gi = res.grid_index
-    dist = res.boundary_distance_m()
-    runner, runner_d = loc.neighbours_within(gi, res.lons, res.lats, within_m)
-    outside = np.flatnonzero(gi < 0)
-    near, near_d = loc.neighbours_within(
-        gi[outside], res.lons[outside], res.lats[outside], OUTSIDE_NEAREST_M
-    )
-    nearest = {int(i): (int(n), float(d)) for i, n, d in zip(outside, near, near_d, strict=True)}
-    codes, names = loc.grids["code"].to_numpy(), loc.grids["name"].to_numpy()
-    out: list[dict[str, Any]] = []
-    for i in range(len(gi)):
-        g = int(gi[i])
-        point = {"lon": float(res.lons[i]), "lat": float(res.lats[i])}
-        if g < 0:
-            n, d = nearest[i]
-            reason = "outside coverage: no grid covers this point"
-            answer: dict[str, Any] = {
-                "point": point,
-                "grid": None,
-                "reason": reason,
-                "nearest": None,
-            }
-            if n >= 0:
-                answer["nearest"] = {"code": codes[n], "name": names[n], "distance_m": round(d, 2)}
-                answer["reason"] = f"{reason}; nearest grid {codes[n]} is {d:.0f} m away"
-            out.append(answer)
-            continue
-        answer = {
-            "point": point,
-            "grid": {"code": codes[g], "name": names[g]},
-            "boundary_distance_m": round(float(dist[i]), 2),
-            "runner_up": None,
-        }
-        if chain:
-            answer["chain"] = loc.chain(g)
-        r = int(runner[i])
-        if r >= 0:
-            answer["runner_up"] = {
-                "code": codes[r],
-                "name": names[r],
-                "distance_m": round(float(runner_d[i]), 2),
-            }
-        out.append(answer)
-    return out
-
-
-@router.get("/locate", response_class=JSONBytes)
+@router.get("/locate", response_class=JSONBytes, response_model=LocateAnswer)
 async def locate_one(
     locators: LocatorsDep,
     settings: SettingsDep,
     lon: float = Query(..., description="longitude in the given crs"),
     lat: float = Query(..., description="latitude in the given crs"),
-    crs: str = Query("wgs84", description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n"),
-    as_of: str | None = Query(None, description="date YYYY-MM-DD; default: today"),
+    crs: str = Query("wgs84", max_length=32, description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n"),
+    as_of: dt.date | None = Query(None, description="date YYYY-MM-DD; default: today"),
 ) -> JSONBytes:
     """The grid that owns a point: ``ST_Covers``-exact, lowest grid code wins on shared edges."""
-    loc = await locators.get(parse_date(as_of))
-    res = loc.locate([lon], [lat], crs=crs)
-    answer = _answers(loc, res, settings.locate.runner_up_within_m, chain=True)[0]
-    g = int(res.grid_index[0])
-    if g >= 0:
-        row = loc.grids.iloc[g]
-        for key in ("households", "population", "grid_worker", "grid_leader"):
-            value = row.get(key)
-            if value is not None and value == value:
-                answer["grid"][key] = value.item() if hasattr(value, "item") else value
-    answer.update({"query": {"lon": lon, "lat": lat, "crs": crs}, "version": loc.version.as_dict()})
-    return JSONBytes(answer)
+    loc = await locators.get(as_of)
+    return JSONBytes(one_answer(loc, lon, lat, crs, settings.locate.runner_up_within_m))
 
 
-@router.post("/locate", response_class=JSONBytes, openapi_extra=_BATCH_SCHEMA)
-async def locate_many(request: Request, locators: LocatorsDep, settings: SettingsDep) -> JSONBytes:
+@router.post(
+    "/locate", response_class=JSONBytes, response_model=LocateBatch, openapi_extra=_BATCH_SCHEMA
+)
+async def locate_many(
+    request: LocateRequest, locators: LocatorsDep, settings: SettingsDep
+) -> JSONBytes:
     """Locate up to 100,000 points; answers come back in input order."""
     body = await request.body()
-    if len(body) > settings.api.max_body_bytes:
-        raise TooLarge(f"request body of {len(body)} bytes is over {settings.api.max_body_bytes}")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -153,7 +98,10 @@ async def locate_many(request: Request, locators: LocatorsDep, settings: Setting
     crs = payload.get("crs", "wgs84")
     if not isinstance(crs, str):
         raise InvalidInput('"crs" must be a string')
-    loc = await locators.get(parse_date(payload.get("as_of")))
+    as_of = payload.get("as_of")
+    if as_of is not None and not isinstance(as_of, str):
+        raise InvalidInput('"as_of" must be a date, YYYY-MM-DD')
+    loc = await locators.get(parse_date(as_of))
     res = loc.locate(arr[:, 0], arr[:, 1], crs=crs)
-    results = _answers(loc, res, settings.locate.runner_up_within_m, chain=False)
+    results = answers(loc, res, settings.locate.runner_up_within_m, chain=False)
     return JSONBytes({"version": loc.version.as_dict(), "crs": crs, "results": results})

@@ -5,7 +5,8 @@ Access: the pages are public and draw only what the public ``/v1/analytics`` lay
 give anyone — figures of 1 to k − 1 reports suppressed (k = ``GEO_ANALYTICS_K_MIN``), no
 personal data. A browser cannot attach an ``Authorization`` header to a page load, so nothing
 here needs a key; a caller that does send an operator, planner or admin key (a proxy, a
-script) may lower ``k`` exactly as on the API.
+script) may lower ``k`` exactly as on the API, and ask for H3 cells finer than the public
+resolution (``GEO_PRIVACY_PUBLIC_H3_RES``), which the public may not.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, Engine
 
-from geo_service.analytics import heat
-from geo_service.api.deps import EngineDep, RoutingDep, SettingsDep
-from geo_service.api.routes.analytics import KDep
+from geo_service.api.deps import K_MAX, CallerDep, EngineDep, KDep, RoutingDep, SettingsDep
+from geo_service.api.models import ERRORS
+from geo_service.auth import Principal
 from geo_service.maps import pages, tiles_page
 from geo_service.maps.base import Basemap
 from geo_service.maps.params import MapQuery
+from geo_service.reports.disclosure import finest_res, layer_res
 from geo_service.settings import Settings
 
-router = APIRouter(prefix="/maps", tags=["maps"])
+router = APIRouter(prefix="/maps", tags=["maps"], responses=ERRORS)
 
 Values = Annotated[list[str] | None, Query(description="comma list, or the key repeated")]
 
@@ -41,7 +43,7 @@ def map_query(
     channel: Values = None,
     status: Values = None,
     area: Annotated[str | None, Query(description="area code of any level")] = None,
-    k: Annotated[int | None, Query(ge=0, description="suppression threshold")] = None,
+    k: Annotated[int | None, Query(ge=0, le=K_MAX, description="suppression threshold")] = None,
 ) -> MapQuery:
     """The page's filters, validated like the analytics layers' (4xx naming a bad value)."""
     return MapQuery.parse(since, until, category, channel, status, area, None, k)
@@ -56,45 +58,63 @@ def _basemap(settings: Settings) -> Basemap | None:
     return Basemap(url, settings.maps.basemap_attribution) if url else None
 
 
-async def _page(
-    engine: Engine, build: Callable[[Connection], str], *, analyses: bool = True
-) -> HTMLResponse:
-    """Build the page in a worker thread; before analyses, give reports stored without an
-    H3 cell theirs (as the analytics layers do)."""
+async def _page(engine: Engine, build: Callable[[Connection], str]) -> HTMLResponse:
+    """Build the page in a worker thread (a read: nothing is written)."""
 
     def work() -> str:
-        if analyses:
-            with engine.begin() as conn:
-                heat.backfill_h3(conn)
         with engine.connect() as conn:
             return build(conn)
 
     return HTMLResponse(await asyncio.to_thread(work))
 
 
-async def _context(settings: SettingsDep, routing: RoutingDep, k: KDep) -> pages.PageContext:
-    """Suppression k (401/403 when the caller may not lower it), units, base map."""
-    return pages.PageContext(k=k, routing=await routing.get(), basemap=_basemap(settings))
+async def _context(
+    settings: SettingsDep, routing: RoutingDep, k: KDep, who: CallerDep
+) -> pages.PageContext:
+    """Suppression k (401/403 when the caller may not lower it), units, base map, and the
+    finest H3 resolution the caller may see."""
+    return pages.PageContext(
+        k=k,
+        routing=await routing.get(),
+        basemap=_basemap(settings),
+        max_res=finest_res(who, settings.privacy),
+    )
 
 
 ContextDep = Annotated[pages.PageContext, Depends(_context)]
 
 
+def _res(res: int | None, who: Principal | None, settings: Settings) -> int:
+    """The page's H3 resolution: as asked (401/403 when finer than the caller may see), else
+    the pages' default lowered to what the caller may see."""
+    return layer_res(res, None, who, settings.privacy, pages.DEFAULT_RES)
+
+
 @router.get("/heat", response_class=HTMLResponse)
 async def heat_map(
-    engine: EngineDep, ctx: ContextDep, q: QueryDep, res: Res = None
+    engine: EngineDep,
+    ctx: ContextDep,
+    q: QueryDep,
+    who: CallerDep,
+    settings: SettingsDep,
+    res: Res = None,
 ) -> HTMLResponse:
     """Reports per H3 cell and per grid, and a heat surface."""
-    query = dataclasses.replace(q, res=res)
+    query = dataclasses.replace(q, res=_res(res, who, settings))
     return await _page(engine, lambda conn: pages.heat_page(conn, query, ctx))
 
 
 @router.get("/hotspots", response_class=HTMLResponse)
 async def hotspots_map(
-    engine: EngineDep, ctx: ContextDep, q: QueryDep, res: Res = None
+    engine: EngineDep,
+    ctx: ContextDep,
+    q: QueryDep,
+    who: CallerDep,
+    settings: SettingsDep,
+    res: Res = None,
 ) -> HTMLResponse:
     """Getis-Ord Gi* hot and cold spots on H3 cells and on grids."""
-    query = dataclasses.replace(q, res=res)
+    query = dataclasses.replace(q, res=_res(res, who, settings))
     return await _page(engine, lambda conn: pages.hotspots_page(conn, query, ctx))
 
 
@@ -110,5 +130,4 @@ async def tiles_map(engine: EngineDep, settings: SettingsDep, k: KDep, q: QueryD
     return await _page(
         engine,
         lambda conn: tiles_page.tiles_page(q, pages.study_bounds(conn, q), k, _basemap(settings)),
-        analyses=False,
     )

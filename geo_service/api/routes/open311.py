@@ -13,38 +13,62 @@ do not belong in access logs. The report goes through the same intake as ``POST 
 Extensions: ``crs`` (wgs84 default, gcj02, bd09, …) for ``lat``/``long``, and
 ``attribute[channel]`` (default ``wechat``).
 
-Reading (``GET requests``) is public, as Open311 intends: no key is needed, and no key widens
-what is shown. In exchange an Open311 answer never carries personal data, whatever the caller:
-no reporter name, phone, email or key, not even to roles that see them on ``/v1``. It does show
-what Open311 is for: category, description, first photo, exact WGS84 location, grid chain,
-responsible unit, status and times. This is wider than ``/v1``, where a reporter reads only
-their own reports; anything filed may be read by anyone here, so filing clients should say so.
+Reading (``GET requests``) is public, as Open311 intends: no key is needed. It is private by
+default (:mod:`geo_service.reports.disclosure`): the public gets category, status, times, the
+centre of the report's coarse H3 cell (``GEO_PRIVACY_PUBLIC_H3_RES``, default 8) as ``lat``/
+``long``, the community chain as ``address``/``address_id`` and the kind of unit handling it,
+with ``description`` and ``media_url`` null; bbox and circle filters match such reports by their
+cell's centre. A public case of a public category (``GEO_PRIVACY_PUBLIC_CATEGORIES``) is shown
+exactly to everyone; operator, planner and admin keys see every report exactly, grid workers
+those of their area, reporters their own. An Open311 answer never carries personal data,
+whatever the caller: no reporter name, phone, email or key, not even to roles that see them on
+``/v1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from geo_service.api.deps import EngineDep, LocatorsDep, RoutingDep
+from geo_service.api.deps import (
+    FILERS,
+    CallerDep,
+    EngineDep,
+    LocatorsDep,
+    RoutingDep,
+    SettingsDep,
+    key_owner,
+)
+from geo_service.api.limits import IntakeRequest
+from geo_service.api.models import (
+    OPEN311_ERRORS,
+    Open311CreatedList,
+    Open311Requests,
+    Open311ServiceDefinition,
+    Open311Services,
+    open311_answer,
+)
 from geo_service.api.responses import JSONBytes
-from geo_service.auth import KeyStore, Principal, require
+from geo_service.auth import Principal, require
 from geo_service.errors import (
     Forbidden,
     GeoServiceError,
     InvalidInput,
     NotFound,
-    TooLarge,
     Unauthorized,
+    from_driver_error,
     http_status,
 )
 from geo_service.locator import Locator
@@ -54,9 +78,8 @@ from geo_service.reports.queries import parse_bbox
 from geo_service.reports.schemas import ReportIn
 from geo_service.routing import RoutingTable
 
-FILERS = ("reporter", "grid_worker", "operator", "admin")  # as for POST /v1/reports
 FORMATS = {"json": "application/json", "xml": "text/xml; charset=utf-8"}
-MAX_BODY = 1024 * 1024  # one request: a description of 5,000 characters fits many times over
+MAX_PAGE = 2**63 // 1000  # so the offset, (page - 1) × page size, fits PostgreSQL's bigint
 MAX_FIELDS = 200
 
 
@@ -96,11 +119,79 @@ class Open311Route(APIRoute):
                 return _error(request, _status(exc), exc.message)
             except RequestValidationError as exc:
                 return _error(request, 400, _validation(exc))
+            except StarletteHTTPException as exc:  # the form parser's (a broken multipart body)
+                return _error(request, exc.status_code, str(exc.detail))
+            except DBAPIError as exc:  # an outage: 503 with Retry-After, in Open311's format
+                domain = from_driver_error(exc)
+                if domain is None:
+                    raise
+                answer = _error(request, http_status(domain), domain.message)
+                answer.headers["Retry-After"] = str(math.ceil(domain.retry_after_s or 1))
+                return answer
 
         return route
 
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+router = APIRouter(
+    prefix="/open311/v2", tags=["open311"], route_class=Open311Route, responses=OPEN311_ERRORS
+)
+Fmt = Annotated[str, Path(description="json or xml", json_schema_extra={"enum": list(FORMATS)})]
+_JSON_OR_XML = "the same, as JSON (.json) or XML (.xml)"
+# what POST requests reads (form-encoded as the spec says, multipart or JSON)
+_POST_FIELDS: dict[str, Any] = {
+    "type": "object",
+    "required": ["service_code", "lat", "long"],
+    "properties": {
+        "api_key": {"type": "string", "description": "an API key (or Authorization: Bearer)"},
+        "service_code": {"type": "string", "description": "a service of services.json"},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "long": {"type": "number", "minimum": -180, "maximum": 180},
+        "crs": {"type": "string", "description": "extension: wgs84 (default), gcj02, bd09…"},
+        "address_string": {"type": "string"},
+        "description": {"type": "string", "maxLength": 4000},
+        "media_url": {"type": "string", "format": "uri"},
+        "first_name": {"type": "string"},
+        "last_name": {"type": "string"},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+        "device_id": {"type": "string"},
+        "account_id": {"type": "string"},
+        "attribute[channel]": {"type": "string", "description": "extension: default wechat"},
+    },
+}
+_POST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _POST_FIELDS},
+            "multipart/form-data": {"schema": _POST_FIELDS},
+            "application/json": {"schema": _POST_FIELDS},
+        },
+    }
+}
+# what GET requests reads (the spec's filters, and the lat/long/radius extension)
+_GET_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": description}
+        for name, schema, description in (
+            ("service_request_id", {"type": "string"}, "comma list of ids: overrides the rest"),
+            ("service_code", {"type": "string"}, "comma list of services"),
+            ("status", {"type": "string"}, "open, closed or open,closed"),
+            ("start_date", {"type": "string", "format": "date-time"}, "ISO 8601"),
+            ("end_date", {"type": "string", "format": "date-time"}, "ISO 8601"),
+            ("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat (WGS84)"),
+            ("lat", {"type": "number"}, "extension: a circle's centre, with long"),
+            ("long", {"type": "number"}, "extension: a circle's centre, with lat"),
+            ("radius", {"type": "number"}, "extension: metres"),
+            ("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "from 1"),
+            ("page_size", {"type": "integer", "minimum": 1,
+                           "maximum": open311.MAX_PAGE_SIZE}, "items per page"),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": open311.MAX_PAGE_SIZE},
+             "alias of page_size"),
+        )
+    ]
+}
 
 
 def _format(fmt: str) -> str:
@@ -118,14 +209,20 @@ def _answer(fmt: str, content: Any, root: str, item: str | None, status: int = 2
 # --- services ---------------------------------------------------------------------------------
 
 
-@router.get("/services.{fmt}")
-async def get_services(fmt: str) -> Response:
+@router.get(
+    "/services.{fmt}", response_model=Open311Services, responses=open311_answer(_JSON_OR_XML)
+)
+async def get_services(fmt: Fmt) -> Response:
     """Every category of the taxonomy as an Open311 service."""
     return _answer(_format(fmt), open311.services(), "services", "service")
 
 
-@router.get("/services/{service_code}.{fmt}")
-async def get_service_definition(service_code: str, fmt: str) -> Response:
+@router.get(
+    "/services/{service_code}.{fmt}",
+    response_model=Open311ServiceDefinition,
+    responses=open311_answer(_JSON_OR_XML),
+)
+async def get_service_definition(service_code: str, fmt: Fmt) -> Response:
     """A service's definition: it asks nothing beyond the standard fields."""
     kind = _format(fmt)
     return _answer(kind, open311.service_definition(service_code), "service_definition", None)
@@ -178,8 +275,6 @@ def _from_form(body: bytes) -> dict[str, str]:
 async def _params(request: Request) -> dict[str, str]:
     """POST parameters: form-encoded (the spec), multipart or JSON."""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"request body of {len(body)} bytes is over {MAX_BODY}")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
         return _from_json(body)
@@ -189,21 +284,22 @@ async def _params(request: Request) -> dict[str, str]:
     return _from_form(body)
 
 
-async def _principal(request: Request, params: Mapping[str, str]) -> Principal:
-    """The filer: ``api_key`` from the body, else ``Authorization: Bearer``; 403 otherwise."""
+async def _filer(
+    request: Request, params: Mapping[str, str], who: Principal | None
+) -> Principal:
+    """The filer: ``api_key`` from the body, else the ``Authorization: Bearer`` caller; 403
+    otherwise."""
     key = params.get("api_key", "").strip()
-    if not key:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-    if not key and "api_key" in request.query_params:
+    if key:
+        principal = await key_owner(request, key)
+        if principal is None:
+            raise Forbidden("api_key is not valid (unknown or revoked)")
+        return principal
+    if who is not None:
+        return who
+    if "api_key" in request.query_params:
         raise Forbidden("api_key must be sent in the request body, not in the URL")
-    if not key:
-        raise Forbidden("api_key is required to file a service request")
-    keys: KeyStore = request.app.state.keys
-    principal = await asyncio.to_thread(keys.lookup, key)
-    if principal is None:
-        raise Forbidden("api_key is not valid (unknown or revoked)")
-    return principal
+    raise Forbidden("api_key is required to file a service request")
 
 
 def _store(
@@ -213,14 +309,24 @@ def _store(
         return ingest(conn, [item], [None], loc, routing, principal)[0]
 
 
-@router.post("/requests.{fmt}")
+@router.post(
+    "/requests.{fmt}",
+    response_model=Open311CreatedList,
+    responses=open311_answer(_JSON_OR_XML),
+    openapi_extra=_POST_BODY,
+)
 async def post_request(
-    fmt: str, request: Request, engine: EngineDep, locators: LocatorsDep, routing: RoutingDep
+    fmt: Fmt,
+    who: CallerDep,
+    request: IntakeRequest,
+    engine: EngineDep,
+    locators: LocatorsDep,
+    routing: RoutingDep,
 ) -> Response:
     """File one service request through the intake pipeline; answers its id and a notice."""
     kind = _format(fmt)
     params = await _params(request)
-    principal = await _principal(request, params)
+    principal = await _filer(request, params, who)
     require(principal, *FILERS)
     item = open311.to_report(params, dt.datetime.now(dt.UTC))
     loc, table = await locators.get(), await routing.get()
@@ -235,8 +341,8 @@ async def post_request(
 
 def _positive(q: Mapping[str, str], name: str, default: int, top: int | None = None) -> int:
     raw = q.get(name) or str(default)
-    if not raw.isdigit() or int(raw) < 1 or (top is not None and int(raw) > top):
-        limit = f" and at most {top}" if top else ""
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= (top or MAX_PAGE):
+        limit = f" and at most {top or MAX_PAGE}"
         raise InvalidInput(f"{name} must be a whole number of at least 1{limit}: {raw!r}")
     return int(raw)
 
@@ -276,24 +382,38 @@ def _find(engine: Engine, f: open311.RequestFilter) -> list[dict[str, Any]]:
         return open311.find_requests(conn, f)
 
 
-@router.get("/requests.{fmt}")
-async def get_requests(fmt: str, request: Request, engine: EngineDep) -> Response:
-    """Service requests, newest first, by id list, service, status, dates, bbox or circle."""
+@router.get(
+    "/requests.{fmt}",
+    response_model=Open311Requests,
+    responses=open311_answer(_JSON_OR_XML),
+    openapi_extra=_GET_PARAMETERS,
+)
+async def get_requests(
+    fmt: Fmt, request: Request, engine: EngineDep, who: CallerDep, settings: SettingsDep
+) -> Response:
+    """Service requests, newest first, by id list, service, status, dates, bbox or circle;
+    coarse unless the caller may see them exactly (see the module notes)."""
     kind = _format(fmt)
-    found = await asyncio.to_thread(_find, engine, _filter(request.query_params))
+    f = open311.viewing(_filter(request.query_params), who, settings.privacy)
+    found = await asyncio.to_thread(_find, engine, f)
     return _answer(kind, found, "service_requests", "request")
 
 
-@router.get("/requests/{service_request_id}.{fmt}")
-async def get_request(service_request_id: str, fmt: str, engine: EngineDep) -> Response:
+@router.get(
+    "/requests/{service_request_id}.{fmt}",
+    response_model=Open311Requests,
+    responses=open311_answer(_JSON_OR_XML),
+)
+async def get_request(
+    service_request_id: str, fmt: Fmt, engine: EngineDep, who: CallerDep, settings: SettingsDep
+) -> Response:
     """One service request, as a list of one (the spec's shape)."""
     kind = _format(fmt)
     rid = service_request_id
-    found = (
-        await asyncio.to_thread(_find, engine, open311.RequestFilter(ids=[int(rid)]))
-        if rid.isdigit() and len(rid) <= 18
-        else []
-    )
+    found = []
+    if rid.isascii() and rid.isdigit() and len(rid) <= 18:
+        f = open311.viewing(open311.RequestFilter(ids=[int(rid)]), who, settings.privacy)
+        found = await asyncio.to_thread(_find, engine, f)
     if not found:
         raise NotFound(f"service_request_id {rid!r} not found")
     return _answer(kind, found, "service_requests", "request")

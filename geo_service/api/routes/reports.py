@@ -7,13 +7,31 @@ import datetime as dt
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
-from geo_service.api.deps import EngineDep, LocatorsDep, PrincipalDep, RoutingDep
+from geo_service.api.deps import (
+    EngineDep,
+    FilerDep,
+    LocatorsDep,
+    Offset,
+    PrincipalDep,
+    ReportId,
+    RoutingDep,
+)
+from geo_service.api.limits import BulkRequest, IntakeRequest
+from geo_service.api.models import (
+    ERRORS,
+    JSON,
+    NDJSON,
+    BulkAnswer,
+    FiledReport,
+    Report,
+    ReportList,
+)
 from geo_service.api.responses import JSONBytes
-from geo_service.auth import Principal, require
+from geo_service.auth import Principal
 from geo_service.errors import Conflict, InvalidInput, TooLarge
 from geo_service.locator import Locator
 from geo_service.reports import queries
@@ -21,11 +39,30 @@ from geo_service.reports.intake import Outcome, ingest
 from geo_service.reports.schemas import ReportIn
 from geo_service.routing import RoutingTable
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(prefix="/v1", tags=["reports"], responses=ERRORS)
 
-FILERS = ("reporter", "grid_worker", "operator", "admin")
+_REPORT_IN = {"$ref": "#/components/schemas/ReportIn"}  # placed by geo_service.api.openapi
+_ONE_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {JSON: {"schema": _REPORT_IN}}}
+}
+_BULK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {"schema": {"type": "array", "items": _REPORT_IN, "maxItems": 10_000}},
+            NDJSON: {
+                "schema": {
+                    "type": "string",
+                    "description": "one report (a ReportIn object) per line, up to 10,000",
+                },
+                "example": '{"channel": "wechat", "category": "safety_hazard", ...}\n',
+            },
+        },
+    }
+}
+
 MAX_BULK = 10_000
-MAX_BODY = 32 * 1024 * 1024
+KEY_MAX = 180  # stored as "<key id>:<key>" (or ":ext:<external_id>") in 200 characters
 _ONE = TypeAdapter(ReportIn)
 
 
@@ -50,29 +87,27 @@ def _store(
         return ingest(conn, items, keys, loc, routing, principal)
 
 
-async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise TooLarge(f"request body of {len(body)} bytes is over {MAX_BODY}")
-    return body
-
-
-@router.post("/reports", status_code=201)
+@router.post(
+    "/reports",
+    status_code=201,
+    response_model=FiledReport,
+    responses={200: {"model": FiledReport, "description": "a retry: the first answer again"}},
+    openapi_extra=_ONE_BODY,
+)
 async def file_report(
-    request: Request,
+    principal: FilerDep,
+    request: IntakeRequest,
     engine: EngineDep,
     locators: LocatorsDep,
     routing: RoutingDep,
-    principal: PrincipalDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=KEY_MAX)] = None,
 ) -> JSONBytes:
     """File one report: located, routed and stored in one transaction.
 
     With ``Idempotency-Key``, a retry of the same body answers the first response (200) and
     stores nothing; the same key with another body is a 409.
     """
-    require(principal, *FILERS)
-    body = await _body(request)
+    body = await request.body()
     try:
         item = _ONE.validate_json(body)
     except ValidationError as exc:
@@ -127,20 +162,19 @@ def _parse_bulk(body: bytes, content_type: str) -> list[Any]:
     return out
 
 
-@router.post("/reports:bulk")
+@router.post("/reports:bulk", response_model=BulkAnswer, openapi_extra=_BULK_BODY)
 async def file_reports(
-    request: Request,
+    principal: FilerDep,
+    request: BulkRequest,
     engine: EngineDep,
     locators: LocatorsDep,
     routing: RoutingDep,
-    principal: PrincipalDep,
 ) -> JSONBytes:
     """File up to 10,000 reports (JSON array or NDJSON); an answer per item, in order.
 
     ``external_id`` is each item's idempotency key. A refused item never blocks the others.
     """
-    require(principal, *FILERS)
-    raw = _parse_bulk(await _body(request), request.headers.get("content-type", ""))
+    raw = _parse_bulk(await request.body(), request.headers.get("content-type", ""))
     if len(raw) > MAX_BULK:
         raise TooLarge(f"{len(raw)} reports in one request, over the limit of {MAX_BULK}")
     answers: list[dict[str, Any] | None] = [None] * len(raw)
@@ -178,7 +212,7 @@ async def file_reports(
     return JSONBytes({**counts, "items": answers})
 
 
-@router.get("/reports")
+@router.get("/reports", response_model=ReportList)
 async def list_reports(
     engine: EngineDep,
     principal: PrincipalDep,
@@ -193,8 +227,8 @@ async def list_reports(
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     overdue: bool | None = None,
     supervised: bool | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
+    offset: Offset = 0,
 ) -> JSONBytes:
     """Reports the caller may see, newest first: ``{"total": N, "items": [...]}``."""
     f = queries.ReportFilter(
@@ -219,8 +253,8 @@ async def list_reports(
     return JSONBytes(await asyncio.to_thread(run))
 
 
-@router.get("/reports/{report_id}")
-async def get_report(report_id: int, engine: EngineDep, principal: PrincipalDep) -> JSONBytes:
+@router.get("/reports/{report_id}", response_model=Report)
+async def get_report(report_id: ReportId, engine: EngineDep, principal: PrincipalDep) -> JSONBytes:
     """One report, as the caller's role may see it."""
 
     def run() -> dict[str, Any]:

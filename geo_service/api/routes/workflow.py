@@ -1,23 +1,33 @@
 """``/v1/reports/{id}/…``: move a case along its closed loop, reassign, escalate, supervise,
-read its history; ``/v1/reports:escalate-overdue`` for the periodic sweep."""
+mark it public, read its history; ``/v1/reports:escalate-overdue`` for the periodic sweep."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine
 
-from geo_service.api.deps import EngineDep, PrincipalDep, RoutingDep
+from geo_service.api.deps import (
+    EngineDep,
+    PrincipalDep,
+    ReportId,
+    RoutingDep,
+    SettingsDep,
+    require_role,
+)
+from geo_service.api.models import ERRORS, Escalated, Events, Report
 from geo_service.api.responses import JSONBytes
-from geo_service.auth import Principal, require
+from geo_service.auth import Principal
+from geo_service.errors import StorableText
 from geo_service.reports import queries, workflow
 
-router = APIRouter(prefix="/v1", tags=["workflow"])
+router = APIRouter(prefix="/v1", tags=["workflow"], responses=ERRORS)
+SweeperDep = Annotated[Principal, Depends(require_role(*workflow.ROLES_OF["escalate_overdue"]))]
 
 
 class _Body(BaseModel):
@@ -27,30 +37,30 @@ class _Body(BaseModel):
 class TransitionIn(_Body):
     """Where the case goes next; a rating (1-5) only when it is evaluated."""
 
-    to: str
-    note: str | None = Field(default=None, max_length=2000)
-    rating: int | None = None
+    to: StorableText = Field(max_length=32)
+    note: StorableText | None = Field(default=None, max_length=2000)
+    rating: int | None = Field(default=None, ge=1, le=5)
 
 
 class ReassignIn(_Body):
     """A new category (re-routed unless a unit is named) and/or a named unit."""
 
-    note: str = Field(min_length=1, max_length=2000)
-    category: str | None = None
-    unit_code: str | None = None
+    note: StorableText = Field(min_length=1, max_length=2000)
+    category: StorableText | None = Field(default=None, max_length=64)
+    unit_code: StorableText | None = Field(default=None, max_length=64)
 
 
 class EscalateIn(_Body):
     """Why the case goes one level up; ``hard`` marks it a hard case (难事)."""
 
-    note: str = Field(min_length=1, max_length=2000)
+    note: StorableText = Field(min_length=1, max_length=2000)
     hard: bool = False
 
 
 class SuperviseIn(_Body):
     """Why the case is put under supervision (督办)."""
 
-    note: str = Field(min_length=1, max_length=2000)
+    note: StorableText = Field(min_length=1, max_length=2000)
 
 
 async def _change(
@@ -66,9 +76,9 @@ async def _change(
     return JSONBytes(await asyncio.to_thread(run))
 
 
-@router.post("/reports/{report_id}/transitions")
+@router.post("/reports/{report_id}/transitions", response_model=Report)
 async def transition(
-    report_id: int, body: TransitionIn, engine: EngineDep, principal: PrincipalDep
+    report_id: ReportId, body: TransitionIn, engine: EngineDep, principal: PrincipalDep
 ) -> JSONBytes:
     """Move the case to ``to``: 409 naming the allowed targets when the loop does not allow it."""
     return await _change(
@@ -81,9 +91,9 @@ async def transition(
     )
 
 
-@router.post("/reports/{report_id}/reassign")
+@router.post("/reports/{report_id}/reassign", response_model=Report)
 async def reassign(
-    report_id: int,
+    report_id: ReportId,
     body: ReassignIn,
     engine: EngineDep,
     routing: RoutingDep,
@@ -107,9 +117,9 @@ async def reassign(
     )
 
 
-@router.post("/reports/{report_id}/escalate")
+@router.post("/reports/{report_id}/escalate", response_model=Report)
 async def escalate(
-    report_id: int,
+    report_id: ReportId,
     body: EscalateIn,
     engine: EngineDep,
     routing: RoutingDep,
@@ -127,9 +137,9 @@ async def escalate(
     )
 
 
-@router.post("/reports/{report_id}/supervise")
+@router.post("/reports/{report_id}/supervise", response_model=Report)
 async def supervise(
-    report_id: int, body: SuperviseIn, engine: EngineDep, principal: PrincipalDep
+    report_id: ReportId, body: SuperviseIn, engine: EngineDep, principal: PrincipalDep
 ) -> JSONBytes:
     """Flag the case as supervised (督办) and record who did it and why."""
     return await _change(
@@ -140,8 +150,36 @@ async def supervise(
     )
 
 
-@router.get("/reports/{report_id}/events")
-async def events(report_id: int, engine: EngineDep, principal: PrincipalDep) -> JSONBytes:
+class PublicIn(_Body):
+    """Whether the public views may show the case's point and description."""
+
+    public: bool
+
+
+@router.post("/reports/{report_id}/public", response_model=Report)
+async def set_public(
+    report_id: ReportId,
+    body: PublicIn,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> JSONBytes:
+    """Mark the case public or private again (operators and admins; audited). Public cases of
+    a category in ``GEO_PRIVACY_PUBLIC_CATEGORIES`` show their point and description in Open311
+    and OGC reads; 409 for a case of another category."""
+    categories = settings.privacy.category_set()
+    return await _change(
+        engine,
+        report_id,
+        principal,
+        lambda conn: workflow.set_public(
+            conn, report_id, principal, public=body.public, public_categories=categories
+        ),
+    )
+
+
+@router.get("/reports/{report_id}/events", response_model=Events)
+async def events(report_id: ReportId, engine: EngineDep, principal: PrincipalDep) -> JSONBytes:
     """The case's loop history, oldest first, with the seconds each step took."""
 
     def run() -> list[dict[str, Any]]:
@@ -151,12 +189,11 @@ async def events(report_id: int, engine: EngineDep, principal: PrincipalDep) -> 
     return JSONBytes({"items": await asyncio.to_thread(run)})
 
 
-@router.post("/reports:escalate-overdue")
+@router.post("/reports:escalate-overdue", response_model=Escalated)
 async def escalate_overdue(
-    engine: EngineDep, routing: RoutingDep, principal: PrincipalDep
+    engine: EngineDep, routing: RoutingDep, principal: SweeperDep
 ) -> JSONBytes:
     """Escalate every open overdue case one level (once per SLA period): ``{"escalated": n}``."""
-    require(principal, *workflow.ROLES_OF["escalate_overdue"])
     table = await routing.get()
 
     def run() -> int:

@@ -15,6 +15,7 @@ from geo_service.reports.schemas import CHINA_TZ
 
 ITEM_PARAMS: Final = frozenset({"bbox", "datetime", "limit", "offset", "f"})
 DEFAULT_LIMIT: Final = 100
+MAX_OFFSET: Final = 2**63 - 1  # PostgreSQL's bigint: OFFSET takes no more
 FORMATS: Final = ("json", "geojson")
 _DAY: Final = dt.timedelta(days=1)
 _TICK: Final = dt.timedelta(microseconds=1)
@@ -33,13 +34,15 @@ class ItemsQuery:
     offset: int = 0
 
 
-def _integer(name: str, raw: str, low: int) -> int:
+def _integer(name: str, raw: str, low: int, high: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
         raise InvalidInput(f"{name} must be an integer, not {raw!r}") from exc
     if value < low:
         raise InvalidInput(f"{name} must be at least {low}, not {value}")
+    if high is not None and value > high:
+        raise InvalidInput(f"{name} must be at most {high}, not {value}")
     return value
 
 
@@ -49,7 +52,8 @@ def parse_ogc_bbox(raw: str) -> tuple[float, float, float, float]:
     if len(parts) == 6:
         parts = [parts[0], parts[1], parts[3], parts[4]]
     box = parse_bbox(",".join(parts))
-    assert box is not None
+    if box is None:
+        raise InvalidInput("bbox is empty: give minlon,minlat,maxlon,maxlat")
     if not (-180 <= box[0] <= 180 and -180 <= box[2] <= 180 and -90 <= box[1] <= box[3] <= 90):
         raise InvalidInput(f"bbox is outside longitude -180..180, latitude -90..90: {raw!r}")
     return box
@@ -111,7 +115,7 @@ def parse_items(items: Iterable[tuple[str, str]], max_limit: int) -> ItemsQuery:
         day=day,
         interval=interval,
         limit=min(_integer("limit", q.get("limit", str(DEFAULT_LIMIT)), 1), max_limit),
-        offset=_integer("offset", q.get("offset", "0"), 0),
+        offset=_integer("offset", q.get("offset", "0"), 0, MAX_OFFSET),
     )
 
 

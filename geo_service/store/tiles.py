@@ -1,10 +1,12 @@
 # ruff: noqa: S608 -- SQL here is composed from constant column specs only; values are bound
-"""The SQL that makes tiles: PostGIS ``ST_AsMVT`` over ``ST_AsMVTGeom`` in ``ST_TileEnvelope``.
+"""The SQL that makes tiles, and the layer generation counters tile caches key on.
 
-Three shapes of tile: areas of a boundary version (optionally joined with per-area figures
-passed as arrays), features whose WGS84 geometry and attributes are passed as arrays (H3
-cells, cluster centres), and single reports. Every value is a bound parameter; the only text
-put together here are column names from the constant specs of :mod:`geo_service.tiles.render`.
+Tiles are PostGIS ``ST_AsMVT`` over ``ST_AsMVTGeom`` in ``ST_TileEnvelope``, in three shapes:
+areas of a boundary version from its tile-ready copy (optionally joined with per-area figures
+passed as arrays), features whose WGS84 geometry and attributes are passed as arrays (H3 cells,
+cluster centres), and single reports. Every value is a bound parameter; the only text put
+together here are column names from the constant specs of :mod:`geo_service.tiles.render`.
+Everything here reads; nothing writes.
 """
 
 from __future__ import annotations
@@ -13,24 +15,41 @@ import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, TextClause, and_, func, literal_column, select, text
+from sqlalchemy import Connection, TextClause, func, literal_column, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
-from geo_service.analytics.filters import (
-    AnalysisFilter,
-    attribute_conditions,
-    reports,
-    window_conditions,
-)
-from geo_service.reports.queries import OPEN_STATUSES
+from geo_service.analytics.filters import AnalysisFilter
+from geo_service.db.schema import layer_generations, reports, tile_areas
+from geo_service.store import stats as stats_store
+from geo_service.store.rollups import attribute_conditions, window_conditions
 from geo_service.tiles.address import BUFFER, EXTENT, Tile
 
 Columns = Sequence[tuple[str, str]]  # (attribute name, PostgreSQL type)
 
-_AREA_COLUMNS: Final = (
-    "code, name, level, parent_code, households, population, district_code, district_name, "
-    "town_code, town_name, community_code, community_name, unit_name"
-)
+AREA_COLUMNS: Final = (
+    "code", "name", "level", "parent_code", "households", "population", "district_code",
+    "district_name", "town_code", "town_name", "community_code", "community_name", "unit_name",
+)  # fmt: skip
+"""The attributes of an area feature: the public columns of ``tile_areas`` (no ids)."""
+assert set(AREA_COLUMNS) <= set(tile_areas.c.keys())
+
+# --------------------------------------------------------------------------- generations
+
+
+def generation_counters(conn: Connection) -> tuple[int, int]:
+    """The ``boundaries`` and ``reports`` generations as committed now: each the sum of its
+    counter over the shards (one small query over 16 rows)."""
+    g = layer_generations
+    row = conn.execute(
+        select(
+            func.coalesce(func.sum(g.c.boundaries), 0),
+            func.coalesce(func.sum(g.c.reports), 0),
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+# --------------------------------------------------------------------------- tiles
 
 
 def _quoted(name: str) -> str:
@@ -56,7 +75,7 @@ def area_tile_sql(values: tuple[tuple[str, str], ...] = ()) -> TextClause:
     if values:
         source, names = _unnest("CAST(:v_code AS text[]), ", values)
         join = f"LEFT JOIN {source} AS u(code, {names}) ON u.code = ta.code"
-    columns = ", ".join(f"ta.{c.strip()}" for c in _AREA_COLUMNS.split(","))
+    columns = ", ".join(f"ta.{c}" for c in AREA_COLUMNS)
     return text(f"""
         WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m)
         SELECT ST_AsMVT(t, :name, :extent, 'geom') FROM (
@@ -134,7 +153,7 @@ def features_tile(
 
 
 def _overdue() -> ColumnElement[bool]:
-    return and_(reports.c.status.in_(OPEN_STATUSES), reports.c.due_at < func.now())
+    return stats_store.overdue(reports)
 
 
 def report_points_tile(conn: Connection, tile: Tile, name: str, f: AnalysisFilter) -> bytes:
