@@ -8,7 +8,7 @@ VENV := .venv
 PG_MAJOR ?= 15
 export UV_LINK_MODE := copy
 
-.PHONY: demo test bench chaos load lint setup system-deps python-deps db-url db-stop clean-db
+.PHONY: demo test bench chaos load fuzz lint setup system-deps python-deps db-url db-stop clean-db
 
 demo: setup
 	$(VENV)/bin/geo-service demo
@@ -19,6 +19,11 @@ test: python-deps
 
 bench: setup
 	$(VENV)/bin/python -m benchmarks
+
+# schemathesis over the whole API as the public and as each role, every check on, against a
+# real uvicorn on a throw-away demo database (tests/fuzz.py; make test runs a small one)
+fuzz: setup
+	$(VENV)/bin/python -m tests.fuzz
 
 # kill -9 the service (and once PostgreSQL, immediately) under idempotent intake: acknowledged,
 # lost, stored twice (a small run is tests/test_chaos.py); its own cluster in .data/chaos-pg

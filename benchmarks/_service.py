@@ -137,6 +137,10 @@ class Service:
         """Resident memory of every process of the service together, MB."""
         return sum(rss_mb(p) for p in self.pids())
 
+    def rss_by_process(self) -> list[float]:
+        """Resident memory of each process of the service, MB (the master first)."""
+        return [rss_mb(p) for p in self.pids()]
+
     def kill(self) -> None:
         """``kill -9`` every process of the service at once (workers first: no orderly exit)."""
         if self.proc is None:

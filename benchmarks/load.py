@@ -26,12 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import math
 import random
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
@@ -102,6 +103,7 @@ def streams(
     """The four streams (indicators only when the service has the route)."""
     rng = random.Random(SEED)
     minx, miny, maxx, maxy = locator.grids.total_bounds
+    minx, miny, maxx, maxy = (float(v) for v in (minx, miny, maxx, maxy))
     points = [(rng.uniform(minx, maxx), rng.uniform(miny, maxy)) for _ in range(20_000)]
     inside = [g.representative_point() for g in locator.grids.geometry]
     locate = [_rawhttp.get(f"/v1/locate?lon={x!r}&lat={y!r}") for x, y in points]
@@ -115,7 +117,10 @@ def streams(
     run = uuid.uuid4().hex[:8]
     auth = {"Authorization": f"Bearer {reporter}"}
 
+    serial = itertools.count()  # a new key every call, warm-up included
+
     def intake(i: int) -> bytes:
+        i = next(serial)
         p = inside[(i * 7919) % len(inside)]
         body = orjson.dumps({
             "channel": "grid_app", "category": "safety_hazard", "description": f"load {run} {i}",
@@ -156,6 +161,7 @@ class Memory:
     before: float = 0.0
     peak: float = 0.0
     after: float = 0.0
+    each: list[float] = field(default_factory=list)  # after, per process, the master first
 
 
 def run(seconds: float = SECONDS, workers: int = 2, scale: float = 1.0) -> None:
@@ -187,6 +193,7 @@ def run(seconds: float = SECONDS, workers: int = 2, scale: float = 1.0) -> None:
             done.set()
             sampler.join()
             memory.after = service.rss_mb()
+            memory.each = service.rss_by_process()
             show(console, chosen, outcomes, memory, workers, seconds, with_figures, others, steal)
 
 
@@ -217,15 +224,15 @@ def show(
             s.name, f"{s.rate:g}", f"{o.rate:,.1f}", f"{o.percentile(50):.1f}",
             f"{o.percentile(99):.1f}", f"{o.errors:,}", statuses,
         )  # fmt: skip
-    table.add("service RSS, MB", "", "", "", "", "", (
-        f"before {memory.before:,.0f}, peak {memory.peak:,.0f}, after {memory.after:,.0f}"
-    ))  # fmt: skip
     errors = sum(o.errors for o in outcomes)
     table.verdicts.append(
-        ("target met: " if errors == 0 else "target missed: ")
-        + f"{errors:,} errors; RSS peak {memory.peak:,.0f} MB"
+        ("target met: " if errors == 0 else "target missed: ") + f"{errors:,} errors"
     )
+
     table.notes = [
+        f"service RSS (all its processes): {memory.before:,.0f} MB before, "
+        f"{memory.peak:,.0f} MB at its peak, {memory.after:,.0f} MB after (per process, the "
+        "uvicorn master first: " + ", ".join(f"{m:,.0f}" for m in memory.each) + " MB)",
         "open loop: request i of a stream is due at i / rate; latency from that moment (a "
         "request waiting for a free connection waits on the clock); 3 s warm-up first",
         "locate: random points over the district's bounding box (about half outside coverage);"

@@ -532,6 +532,8 @@ def _serve(host: str | None, port: int | None, workers: int) -> None:
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        access_log=False,  # never shown at "warning"; skipped instead of filtered per request
+        server_header=False,  # no "server: uvicorn": nothing to learn about the stack
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 

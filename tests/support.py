@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from geo_service.app import create_app
 from geo_service.boundaries.importer import import_layout
@@ -34,15 +35,16 @@ def load_demo(url: str) -> str:
 
 
 @contextmanager
-def serve(url: str, settings: Settings | None = None) -> Iterator[str]:
-    """The app on ``url``'s database, served by a real uvicorn on a free loopback port."""
+def serve(url: str, settings: Settings | None = None, app: Any = None) -> Iterator[str]:
+    """The app on ``url``'s database (or ``app`` as given), served by a real uvicorn on a free
+    loopback port."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = settings or Settings(database=DatabaseSettings(url=url))
-    app = create_app(settings)
+    app = app or create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -299,7 +299,7 @@ def _expected(year: pd.DataFrame, by: str, period: str) -> pd.DataFrame:
     day = _beijing_days(year["reported_at"])
     start = {
         "day": day,
-        "week": day - pd.to_timedelta(day.dt.weekday, unit="D"),
+        "week": day - pd.to_timedelta(day.dt.day_of_week, unit="D"),
         "month": day.dt.to_period("M").dt.start_time,
     }[period]
     frame = pd.DataFrame(

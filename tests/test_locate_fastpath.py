@@ -202,3 +202,50 @@ def test_a_new_locator_gets_new_parts(demo_locator: Locator) -> None:
     other = Locator(demo_locator.grids, demo_locator.version)
     assert VersionParts.of(other) is not VersionParts.of(demo_locator)
     assert locate_fastpath._PARTS.get(other) is not None
+
+
+def test_the_compiled_kernel_measures_most_points_itself(demo_locator: Locator) -> None:
+    """GEOS measures only points within a micrometre of another grid's boundary; elsewhere
+    the compiled kernel does, and its figures are GEOS's (previous test)."""
+    from geo_service.locator import kernels
+
+    rng = np.random.default_rng(9)
+    minx, miny, maxx, maxy = demo_locator.grids.total_bounds
+    xs, ys = rng.uniform(minx, maxx, 500), rng.uniform(miny, maxy, 500)
+    gi = demo_locator.locate(xs, ys).grid_index
+    mx, my = demo_locator._to_metric.transform(xs, ys)
+    frame_x, frame_y, bounds = demo_locator._metric_frame
+    index = demo_locator.index
+    hard = [
+        kernels.point_details(
+            int(g), x, y, frame_x, frame_y, index.ring_off, index.poly_off, index.geom_off,
+            bounds, 5.0 if g >= 0 else OUTSIDE_NEAREST_M, 1e-6,
+        )[3]
+        for g, x, y in zip(gi, mx, my, strict=True)
+    ]  # fmt: skip
+    assert sum(hard) == 0
+
+
+def test_one_point_answers_agree_with_the_batch_endpoint(
+    apps: tuple[TestClient, TestClient], demo_locator: Locator
+) -> None:
+    """A one-point answer (fast path, one-point metric kernel) says what the batch endpoint
+    (bulk kernel, GEOS over arrays) says of the same point: grid, distances, runner-up,
+    nearest grid outside."""
+    fast, _ = apps
+    rng = np.random.default_rng(12)
+    minx, miny, maxx, maxy = demo_locator.grids.total_bounds
+    points = list(
+        zip(
+            rng.uniform(minx - 0.01, maxx + 0.01, 150).tolist(),
+            rng.uniform(miny - 0.01, maxy + 0.01, 150).tolist(),
+            strict=True,
+        )
+    )
+    points += _edge_points(demo_locator, 50)
+    batch = fast.post("/v1/locate", json={"points": [list(p) for p in points]}).json()["results"]
+    for (x, y), many in zip(points, batch, strict=True):
+        one = fast.get("/v1/locate", params={"lon": repr(x), "lat": repr(y)}).json()
+        for key in ("point", "boundary_distance_m", "runner_up", "nearest", "reason"):
+            assert one.get(key) == many.get(key), (key, x, y)
+        assert (one["grid"] or {}).get("code") == (many["grid"] or {}).get("code")

@@ -13,6 +13,7 @@ reporters their own; a case of a public category that staff marked public is exa
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -159,7 +160,7 @@ def exact_points_in(text: str, reports: list[Filed], tol: float = 2e-5) -> list[
     """Reports whose point appears in ``text`` as two consecutive numbers (lon, lat or lat,
     lon) within ``tol`` degrees (~2 m): a coordinate pair leaked, rounded or not."""
     nums = [float(m) for m in _NUMBER.findall(text)]
-    pairs = list(zip(nums, nums[1:], strict=False))
+    pairs = list(itertools.pairwise(nums))
     found = []
     for r in reports:
         for a, b in pairs:
@@ -196,9 +197,8 @@ def test_open311_gives_the_public_a_coarse_cell_and_no_text(client, world) -> No
         assert got["description"] is None and got["media_url"] is None
         assert got["address"] is None or got["address"].count(" / ") == 2  # down to community
         assert got["address_id"] is None or len(got["address_id"]) == 12
-        assert "网格工作组" == got["agency_responsible"] or "网格" not in (
-            got["agency_responsible"] or ""
-        )  # a grid team is named by its kind, never after its grid
+        unit = got["agency_responsible"] or ""
+        assert unit == "网格工作组" or "网格" not in unit  # a grid team: its kind, not its grid
 
 
 def test_a_public_case_of_a_public_category_is_exact_for_everyone(client, world) -> None:  # type: ignore[no-untyped-def]
@@ -270,7 +270,8 @@ def test_every_open311_answer_is_clean(client, world) -> None:  # type: ignore[n
         answers.append(client.get(f"/open311/v2/requests.{fmt}"))
         answers.append(client.get(f"/open311/v2/requests.{fmt}", params={"bbox": XIUZHOU}))
         ids = ",".join(r.id for r in [*private(world), world["facility"]])
-        answers.append(client.get(f"/open311/v2/requests.{fmt}", params={"service_request_id": ids}))
+        by_id = {"service_request_id": ids}
+        answers.append(client.get(f"/open311/v2/requests.{fmt}", params=by_id))
         answers += [client.get(f"/open311/v2/requests/{r.id}.{fmt}") for r in named]
     for r in answers:
         assert r.status_code == 200, r.text
@@ -381,7 +382,8 @@ def test_staff_tiles_may_be_finer(client, world) -> None:  # type: ignore[no-unt
     d = world["dispute"]
     zz, x, y = _tile(d.lon, d.lat, 16)
     r = client.get(f"/tiles/heat/{zz}/{x}/{y}.mvt?k=0", headers=auth(world["keys"]["operator"]))
-    cells = [f["properties"]["cell"] for f in mapbox_vector_tile.decode(r.content)["heat"]["features"]]
+    heat = mapbox_vector_tile.decode(r.content)["heat"]["features"]
+    cells = [f["properties"]["cell"] for f in heat]
     assert cells and {h3.get_resolution(c) for c in cells} == {11}
 
 

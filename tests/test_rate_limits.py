@@ -133,9 +133,7 @@ def _at(address: str, key: str | None = None) -> dict[str, str]:
         ("GET", "/open311/v2/requests.json", "standard"),
     ],
 )
-def test_routes_fall_in_cheap_standard_and_costly_classes(
-    method: str, path: str, cls: str
-) -> None:
+def test_routes_fall_in_cheap_standard_and_costly_classes(method: str, path: str, cls: str) -> None:
     assert route_class(method, path) == cls
 
 

@@ -100,20 +100,35 @@ GML = b"""<?xml version="1.0" encoding="UTF-8"?>
     ("content", "filename", "words"),
     [
         (GML, "layout.geojson", "layout.geojson is GML (XML), not GeoJSON"),
-        (b'<kml xmlns="http://www.opengis.net/kml/2.2"><Document/></kml>', "a.geojson",
-         "a.geojson is KML (XML), not GeoJSON"),
-        (b'{"type": "Topology", "objects": {}, "arcs": []}', "t.json",
-         "t.json is not GeoJSON (TopoJSON)"),
-        (b'{"geometryType": "esriGeometryPolygon", "features": []}', "e.geojson",
-         "e.geojson is not GeoJSON (Esri JSON)"),
+        (
+            b'<kml xmlns="http://www.opengis.net/kml/2.2"><Document/></kml>',
+            "a.geojson",
+            "a.geojson is KML (XML), not GeoJSON",
+        ),
+        (
+            b'{"type": "Topology", "objects": {}, "arcs": []}',
+            "t.json",
+            "t.json is not GeoJSON (TopoJSON)",
+        ),
+        (
+            b'{"geometryType": "esriGeometryPolygon", "features": []}',
+            "e.geojson",
+            "e.geojson is not GeoJSON (Esri JSON)",
+        ),
         (_zip({"a.txt": b"x"}), "layout.geojson", "layout.geojson is a zip archive, not GeoJSON"),
         (b"%PDF-1.7 ...", "layout.gpkg", "layout.gpkg is a PDF document, not a GeoPackage"),
-        (b'{"type": "FeatureCollection", "features": []}', "layout.gpkg",
-         "layout.gpkg is JSON that is not GeoJSON, not a GeoPackage"),
+        (
+            b'{"type": "FeatureCollection", "features": []}',
+            "layout.gpkg",
+            "layout.gpkg is GeoJSON, not a GeoPackage",
+        ),
         (b"code,name\n1,a\n", "layout.zip", "layout.zip is CSV text, not a zip archive"),
-        (b"\x00\x01\x02\x03\xff\xfe" * 10, "layout.geojson",
-         "layout.geojson is binary data, not GeoJSON"),
-    ],  # fmt: skip
+        (
+            b"\x00\x01\x02\x03\xff\xfe" * 10,
+            "layout.geojson",
+            "layout.geojson is binary data, not GeoJSON",
+        ),
+    ],
 )
 def test_content_that_is_not_what_its_name_says_is_refused_naming_what_it_is(
     client: TestClient, keys: dict[str, str], engine: Engine, content: bytes, filename: str,
@@ -206,7 +221,7 @@ def test_a_feature_at_the_limit_is_read(tmp_path: Path) -> None:
     limits = LayoutLimitSettings(max_vertices_per_feature=500, max_vertices_total=1_000)
     layout = read_layout(path, limits=limits)
     assert shapely.get_num_coordinates(layout.frame.geometry.values).tolist() == [500, 500]
-    with pytest.raises(TooLarge, match="feature 1 of edge.geojson has more than 499"):
+    with pytest.raises(TooLarge, match=r"feature 1 of edge\.geojson has more than 499"):
         read_layout(path, limits=limits.model_copy(update={"max_vertices_per_feature": 499}))
 
 
@@ -232,7 +247,7 @@ def test_the_scan_counts_exactly_what_gdal_reads_whatever_the_piece_size(
 def test_the_scan_refuses_a_single_geometry_as_soon_as_it_passes(tmp_path: Path) -> None:
     path = tmp_path / "one.geojson"
     path.write_bytes(_bomb_geojson(features=1, vertices=300_000) + b" " * 10)
-    with pytest.raises(TooLarge, match="feature 1 of one.geojson has more than 100000"):
+    with pytest.raises(TooLarge, match=r"feature 1 of one\.geojson has more than 100000"):
         safety.scan_geojson(path, "one.geojson", LayoutLimitSettings())
 
 

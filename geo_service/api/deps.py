@@ -128,8 +128,9 @@ _KEY_MEMO: Final = "geo_service.key_owner"  # (key, principal) of this request, 
 
 async def key_owner(request: Request, key: str) -> Principal | None:
     """The principal an API key belongs to, None when it is unknown or revoked (the one key
-    lookup of the HTTP edge: once per request, so the rate limiter's answer is reused; a few
-    seconds' cache, else the database in a worker thread)."""
+    lookup of the HTTP edge: once per request, so the rate limiter's answer is reused; cached
+    while the key generation stands still, else the database in a worker thread: a revoked
+    key is refused within ``GEO_AUTH_KEY_RECHECK_S``, see :mod:`geo_service.auth`)."""
     memo = request.scope.get(_KEY_MEMO)
     if memo is not None and memo[0] == key:
         known: Principal | None = memo[1]

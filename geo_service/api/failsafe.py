@@ -54,11 +54,14 @@ class KeepAlive:
 
 
 def allowed_methods(app: Any, scope: Scope) -> set[str]:
-    """The methods the request's path takes (its ``Allow`` header): those of every route whose
-    path matches it (Starlette names only the first such route's)."""
-    allowed: set[str] = set()
+    """The methods the request's path takes (its ``Allow`` header): those of every documented
+    route whose path matches it (Starlette names only the first such route's); a catch-all
+    answering 404 (Open311's) is no method the path takes."""
+    documented: set[str] = set()
+    hidden: set[str] = set()
     for route in iter_route_contexts(app.router.routes):  # as included, with their prefixes
         methods = route.methods
         if methods and route.matches(dict(scope))[0] is not Match.NONE:
-            allowed |= methods
-    return allowed
+            shown = getattr(route.original_route, "include_in_schema", True)
+            (documented if shown else hidden).update(methods)
+    return documented or hidden

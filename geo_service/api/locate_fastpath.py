@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from geo_service.api.deps import get_locators, get_settings
 from geo_service.api.responses import JSONBytes
 from geo_service.boundaries.versions import parse_date
+from geo_service.coords import normalize_crs
 from geo_service.errors import GeoServiceError
 from geo_service.locator import LocateResult, Locator
 from geo_service.locator.locator import CHAIN_LEVELS
@@ -35,6 +36,7 @@ from geo_service.locator.locator import CHAIN_LEVELS
 OUTSIDE_NEAREST_M: Final = 2_000.0
 _ATTRIBUTES: Final = ("households", "population", "grid_worker", "grid_leader")
 _OUTSIDE: Final = "outside coverage: no grid covers this point"
+_AS_GIVEN: Final = frozenset({"wgs84", "cgcs2000"})  # coordinates to_wgs84 keeps as they are
 
 
 @dataclass(eq=False)
@@ -177,9 +179,15 @@ def one_answer(loc: Locator, lon: float, lat: float, crs: str, within_m: float) 
     chain, the query echoed and the version (one point: :meth:`Locator.point_details`, the
     bulk metric calls' one-point twin)."""
     parts = VersionParts.of(loc)
-    res = loc.locate([lon], [lat], crs=crs)
-    g = int(res.grid_index[0])
-    x, y = float(res.lons[0]), float(res.lats[0])
+    if normalize_crs(crs) in _AS_GIVEN and abs(lon) <= 180.0 and abs(lat) <= 90.0:
+        # to_wgs84's answer for these (taken as given, after the same range check), without
+        # its arrays: on one point they cost more than the locating
+        x, y = lon, lat
+        g = int(loc.index.locate(np.array([x]), np.array([y]))[0])
+    else:  # converted, or refused with to_wgs84's words
+        res = loc.locate([lon], [lat], crs=crs)
+        g = int(res.grid_index[0])
+        x, y = float(res.lons[0]), float(res.lats[0])
     own_m, near, near_m = loc.point_details(g, x, y, within_m if g >= 0 else OUTSIDE_NEAREST_M)
     grid = parts.full(g) if g >= 0 else None
     answer = _shape(parts, g, x, y, own_m, near, near_m, True, grid)

@@ -300,6 +300,7 @@ class Report(_Out):
     hard: bool
     rating: int | None
     duplicate_of: int | None
+    public: bool = False  # staff marked it public (geo_service.reports.disclosure)
     reporter: Contact | None = None
 
 

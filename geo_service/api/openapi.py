@@ -7,6 +7,8 @@
 * FastAPI's own ``HTTPValidationError`` is dropped: no route answers it (our 422 is an
   ``ErrorBody``; OGC API and Open311 answer 400 in their formats).
 * An operation declaring no error gets the service's (:data:`geo_service.api.models.ERRORS`).
+* Text the service refuses says so: a string with no other constraint gets the pattern
+  :data:`NO_NUL` (a NUL cannot be stored: :data:`geo_service.errors.StorableText`).
 * A route where a key is optional (the public may call it; a key may widen what it shows)
   says so: ``security: [{}, {"api_key": []}]``, not a key required.
 """
@@ -32,6 +34,20 @@ from geo_service.reports.schemas import ReportIn
 BODIES: tuple[type[BaseModel], ...] = (ReportIn,)
 
 _VALIDATION = ("HTTPValidationError", "ValidationError")
+NO_NUL = "^[^\\u0000]*$"
+_CONSTRAINED = ("pattern", "enum", "const", "format", "contentMediaType", "$ref")
+
+
+def no_nul(node: Any) -> None:
+    """Give every unconstrained string schema below ``node`` the :data:`NO_NUL` pattern."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not any(k in node for k in _CONSTRAINED):
+            node["pattern"] = NO_NUL
+        for value in node.values():
+            no_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            no_nul(value)
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -59,6 +75,7 @@ def finish(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
         schemas.setdefault(name, schema)
     for name in _VALIDATION:
         schemas.pop(name, None)
+    no_nul(schemas)
     optional: set[tuple[str | None, str]] = set()
     for route in iter_route_contexts(app.router.routes):  # as included: prefixes, dependencies
         if isinstance(route.original_route, APIRoute) and not key_required(route.dependant):
@@ -70,6 +87,8 @@ def finish(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
                 del responses[status]
             if not any(str(s)[0] in "45" for s in responses):  # a route declaring none
                 responses.update({str(s): copy.deepcopy(r) for s, r in ERRORS.items()})
+            no_nul(operation.get("parameters", []))
+            no_nul(operation.get("requestBody", {}))
             security = operation.get("security")
             if security and (path, method) in optional and {} not in security:
                 operation["security"] = [{}, *security]

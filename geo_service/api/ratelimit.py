@@ -18,8 +18,9 @@ An empty bucket answers **429** with ``Retry-After`` (whole seconds) and the ser
 error body. Buckets live in memory, per worker process, at most ``max_buckets`` in each set
 (a class of the public, of a role, the unknown keys; least recently used dropped: a dropped
 bucket is a full one). With N workers a client can get up to N× the configured rates, since
-its connections may land on any worker: size the settings as the wanted limit ÷ N. The client address is the ASGI ``client``: behind a reverse proxy, run
-uvicorn with ``--forwarded-allow-ips`` so it is the real client's.
+its connections may land on any worker: size the settings as the wanted limit ÷ N. The client
+address is the ASGI ``client``: behind a reverse proxy, run uvicorn with
+``--forwarded-allow-ips`` so it is the real client's.
 
 The same middleware sets the caller's role's ``statement_timeout``
 (:class:`~geo_service.settings.StatementTimeoutSettings`) for the request: a context variable

@@ -69,10 +69,12 @@ def _phases(bar: Progress, unit: str) -> Callable[[str], Callable[[int, int], No
     """``phase → update(done, total)`` callbacks, one bar task per phase."""
 
     def phase(name: str) -> Callable[[int, int], None]:
+        """The callback of phase ``name`` (its bar appears with the first update)."""
         task: list[TaskID] = []
         started = time.perf_counter()
 
         def update(done: int, total: int) -> None:
+            """Move the phase's bar to ``done`` of ``total``."""
             if not task:
                 task.append(bar.add_task(name, total=total, rate=""))
             elapsed = time.perf_counter() - started

@@ -62,6 +62,7 @@ class Source:
 
     @property
     def rows(self) -> int:
+        """Rows of every piece."""
         return sum(p.rows for p in self.pieces)
 
     def relative(self, path: str) -> str:

@@ -91,6 +91,7 @@ class _PartitionWriter:
         self.part = 0
 
     def write(self, key: tuple[str, str], table: pa.Table) -> None:
+        """Append rows of partition ``key``, opening that partition's next file if needed."""
         if key != self.key:
             self.close()
             self.key, self.part = key, 0

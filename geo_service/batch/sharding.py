@@ -128,6 +128,7 @@ class Router:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the router's arrays."""
         return int(self.state.nbytes + self.multi_start.nbytes + self.multi_shard.nbytes)
 
 
@@ -275,6 +276,7 @@ class ShardedLayout:
 
     @property
     def n_grids(self) -> int:
+        """Grids in all shards."""
         return sum(self.grid_counts)
 
     def build(self, index: int) -> Shard:

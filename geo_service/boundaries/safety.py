@@ -76,6 +76,8 @@ def what_is(head: bytes) -> str:
             return "GML (XML)"
         return "XML" if body.startswith((b"<?xml", b"<!")) or b"</" in lower else "markup"
     if body.startswith((b"{", b"[")):
+        if re.search(rb'"type"\s*:\s*"feature(collection)?"', lower):
+            return "GeoJSON"
         if b'"topology"' in lower:
             return "TopoJSON"
         if b'"geometrytype"' in lower or b'"spatialreference"' in lower:

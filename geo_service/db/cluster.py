@@ -53,7 +53,11 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether PostgreSQL could listen on ``port``: bound as it binds (SO_REUSEADDR), so the
+    closed connections of a server just stopped (TIME_WAIT) do not move it to another port
+    under the clients that know this one."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

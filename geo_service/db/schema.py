@@ -292,6 +292,22 @@ reports: Final = Table(
         f"rating IS NULL OR rating BETWEEN {RATING_MIN} AND {RATING_MAX}", name="ck_reports_rating"
     ),
     Index("ix_reports_geom", "geom", postgresql_using="gist"),
+    # the near-duplicate probe's candidates, cases not linked to another (migration 0012): by
+    # place, and at one exact spot by category, oldest first
+    Index(
+        "ix_reports_undup_geom",
+        "geom",
+        postgresql_using="gist",
+        postgresql_where=text("duplicate_of IS NULL"),
+    ),
+    Index(
+        "ix_reports_undup_spot",
+        "category",
+        text("st_x(geom)"),
+        text("st_y(geom)"),
+        "id",
+        postgresql_where=text("duplicate_of IS NULL"),
+    ),
     *(
         Index(f"ix_reports_{col}", col)
         for col in (

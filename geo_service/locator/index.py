@@ -147,9 +147,7 @@ class GridIndex:
     def n_grids(self) -> int:
         return len(self.geom_off) - 1
 
-    def locate(
-        self, lons: FloatArray, lats: FloatArray, parallel: bool | None = None
-    ) -> IntArray:
+    def locate(self, lons: FloatArray, lats: FloatArray, parallel: bool | None = None) -> IntArray:
         """Index of the owning polygon of each lon/lat (-1 where none covers it).
 
         ``parallel`` None picks by size: fewer than :data:`SERIAL_BELOW` points run on the

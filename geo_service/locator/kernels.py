@@ -348,3 +348,80 @@ def covers_many(gidx, px, py, xs, ys, ring_off, poly_off, geom_off):
     for i in range(gidx.shape[0]):
         out[i] = covers(gidx[i], xs, ys, ring_off, poly_off, geom_off, px[i], py[i])
     return out
+
+
+# --- one point's metric details (a request's boundary distance and runner-up grid) ----------
+
+
+@nb.njit(cache=True, inline="always")
+def _segment_distance(px, py, ax, ay, bx, by):
+    """Distance from (px, py) to segment A-B with GEOS's arithmetic (``Distance::
+    pointToSegment``, operation for operation), so the result is GEOS's to the last bit."""
+    if ax == bx and ay == by:
+        return np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    len2 = (bx - ax) * (bx - ax) + (by - ay) * (by - ay)
+    r = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / len2
+    if r <= 0.0:
+        return np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    if r >= 1.0:
+        return np.sqrt((px - bx) * (px - bx) + (py - by) * (py - by))
+    s = ((ay - py) * (bx - ax) - (ax - px) * (by - ay)) / len2
+    return abs(s) * np.sqrt(len2)
+
+
+@nb.njit(cache=True)
+def _rings_distance(g, px, py, xs, ys, ring_off, poly_off, geom_off):
+    """Distance from the point to the nearest segment of any ring of grid ``g``."""
+    best = np.inf
+    for p in range(geom_off[g], geom_off[g + 1]):
+        for r in range(poly_off[p], poly_off[p + 1]):
+            for i in range(ring_off[r], ring_off[r + 1] - 1):
+                d = _segment_distance(px, py, xs[i], ys[i], xs[i + 1], ys[i + 1])
+                if d < best:
+                    best = d
+    return best
+
+
+@nb.njit(cache=True, nogil=True)
+def point_details(g, px, py, xs, ys, ring_off, poly_off, geom_off, bounds, within, hard):
+    """One point's metric details, in a metric frame (``xs``, ``ys``: the grids' coordinates
+    there; ``bounds``: each grid's min x, min y, max x, max y): (distance to the boundary of
+    its grid ``g``, NaN for -1; the nearest other grid within ``within``, -1 if none; its
+    distance, 0 inside it; a flag).
+
+    Distances are GEOS's (see :func:`_segment_distance`); whether the point lies in a grid is
+    decided by winding number in plain doubles, which agrees with GEOS's exact predicate
+    except within a hair of a boundary: when a grid's boundary passes within ``hard`` metres
+    the flag is set and the answer must be taken from GEOS instead.
+    """
+    own = np.nan
+    if g >= 0:
+        own = _rings_distance(g, px, py, xs, ys, ring_off, poly_off, geom_off)
+    best = -1
+    best_d = np.nan
+    for h in range(geom_off.shape[0] - 1):
+        if h == g:
+            continue
+        ex = max(bounds[h, 0] - px, px - bounds[h, 2])
+        ey = max(bounds[h, 1] - py, py - bounds[h, 3])
+        if ex > within or ey > within:  # its envelope is farther: so is the grid
+            continue
+        d = _rings_distance(h, px, py, xs, ys, ring_off, poly_off, geom_off)
+        if d <= hard:
+            return own, best, best_d, True
+        if d > 0.0:
+            for p in range(geom_off[h], geom_off[h + 1]):
+                r0 = poly_off[p]
+                if ring_location(xs, ys, ring_off[r0], ring_off[r0 + 1], px, py) > 0:
+                    in_hole = False
+                    for r in range(r0 + 1, poly_off[p + 1]):
+                        if ring_location(xs, ys, ring_off[r], ring_off[r + 1], px, py) > 0:
+                            in_hole = True
+                            break
+                    if not in_hole:
+                        d = 0.0
+                        break
+        if d <= within and (best < 0 or d < best_d or (d == best_d and h < best)):
+            best = h
+            best_d = d
+    return own, best, best_d, False

@@ -42,7 +42,7 @@ class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     channel: Channel
-    category: StorableText = Field(json_schema_extra={"enum": sorted(CATEGORY_BY_CODE)})
+    category: StorableText = Field(json_schema_extra={"enum": [*sorted(CATEGORY_BY_CODE)]})
     description: StorableText = Field(min_length=1, max_length=5000)
     reported_at: dt.datetime
     location: Location

@@ -421,25 +421,39 @@ def count_keys_starting(conn: Connection, prefix: str) -> int:
 # --------------------------------------------------------------------------- duplicates
 
 # the nearest open case of the same category within the distance and time window (ties: the
-# older id), probed per new report through the GiST index on geom: OFFSET 0 keeps the planner
-# from scanning another index instead (duplicate_of IS NULL looks selective to it before the
-# table's statistics catch up with a bulk load, and then every probe reads the whole table)
-_NEAR_DUPLICATES = text("""
-SELECT r.id, d.id AS duplicate_of
+# older id), per new report: a case at the very same spot first (the nearest there is: the
+# oldest, straight from ix_reports_undup_spot), else a nearest-first (KNN) scan of the GiST
+# index ix_reports_undup_geom that stops after the DUPLICATE_CANDIDATES nearest cases. Only
+# cases not linked to another are indexed (migration 0012), so the work per report stays
+# bounded however many reports share a spot (10,000 identical reports in one bulk were
+# quadratic: minutes); the answer is exact unless more cases than that lie nearer
+DUPLICATE_CANDIDATES: Final = 64
+_CANDIDATE = """
+    n.category = r.category AND n.id <> r.id AND n.duplicate_of IS NULL
+    AND n.status = ANY(:open)
+    AND n.reported_at BETWEEN r.reported_at - make_interval(secs => CAST(:hours AS float8) * 3600)
+                          AND r.reported_at
+    AND (n.reported_at < r.reported_at OR n.id < r.id)"""
+_NEAR_DUPLICATES = text(f"""
+SELECT r.id, COALESCE(same.id, near.id) AS duplicate_of
 FROM reports r
-CROSS JOIN LATERAL (
+LEFT JOIN LATERAL (
+    SELECT n.id FROM reports n
+    WHERE ST_X(n.geom) = ST_X(r.geom) AND ST_Y(n.geom) = ST_Y(r.geom) AND {_CANDIDATE}
+    ORDER BY n.id
+    LIMIT 1) same ON true
+LEFT JOIN LATERAL (
     SELECT o.id
-    FROM (SELECT * FROM reports n WHERE n.geom && ST_Expand(r.geom, :deg) OFFSET 0) o
-    WHERE o.category = r.category AND o.id <> r.id AND o.duplicate_of IS NULL
-      AND o.status = ANY(:open)
-      AND o.reported_at BETWEEN r.reported_at - make_interval(secs => CAST(:hours AS float8) * 3600)
-                            AND r.reported_at
-      AND (o.reported_at < r.reported_at OR o.id < r.id)
-      AND ST_DWithin(o.geom::geography, r.geom::geography, :metres)
+    FROM (
+        SELECT n.id, n.geom FROM reports n
+        WHERE same.id IS NULL AND n.geom && ST_Expand(r.geom, :deg) AND {_CANDIDATE}
+        ORDER BY n.geom <-> r.geom
+        LIMIT :candidates) o
+    WHERE ST_DWithin(o.geom::geography, r.geom::geography, :metres)
     ORDER BY ST_Distance(o.geom::geography, r.geom::geography), o.id
-    LIMIT 1) d
-WHERE r.id = ANY(CAST(:ids AS bigint[]))
-""")
+    LIMIT 1) near ON true
+WHERE r.id = ANY(CAST(:ids AS bigint[])) AND COALESCE(same.id, near.id) IS NOT NULL
+""")  # noqa: S608 - _CANDIDATE is a constant of this module, the values are bound
 _LINK_DUPLICATES = text("""
 UPDATE reports r SET duplicate_of = v.dup,
     response = jsonb_set(r.response, '{suspected_duplicate_of}', to_jsonb(v.dup))
@@ -468,6 +482,7 @@ def link_near_duplicates(
             "hours": window_h,
             "metres": distance_m,
             "deg": distance_m * DEGREES_PER_METRE,  # an over-wide box
+            "candidates": DUPLICATE_CANDIDATES,
         },
     ).all()
     linked = {int(rid): int(dup) for rid, dup in found}

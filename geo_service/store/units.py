@@ -57,12 +57,13 @@ def create_area_units(
         .select_from(version_areas.join(areas, areas.c.id == version_areas.c.area_id))
         .where(version_areas.c.version_id == version_id, version_areas.c.level == level)
     )
-    result = conn.execute(
+    created = conn.execute(
         insert(units)
         .from_select(["code", "name", "unit_type", "level", "area_code"], source)
         .on_conflict_do_nothing(index_elements=[units.c.unit_type, units.c.area_code])
-    )
-    return result.rowcount or 0
+        .returning(units.c.id)  # the driver's rowcount is -1 for this statement
+    ).all()
+    return len(created)
 
 
 def active_units(conn: Connection) -> Sequence[Any]:

@@ -77,8 +77,10 @@ LAYERS: Final[dict[str, LayerSpec]] = {
             "reports",
             "Reports",
             "Reports: clusters (count per H3 cell, at its centre, clusters of fewer than k "
-            "reports hidden) for everyone; single reports, without personal data, for "
-            "operator, planner and admin keys from the configured zoom (default 14).",
+            "reports hidden; for callers without an operator, planner or admin key never "
+            "finer than GEO_PRIVACY_PUBLIC_H3_RES, default 8) for everyone; single reports, "
+            "without personal data, for operator, planner and admin keys from the configured "
+            "zoom (default 14).",
             FILTER_PARAMS | {"k"},
             ("reports",),
             fields={
@@ -99,8 +101,9 @@ LAYERS: Final[dict[str, LayerSpec]] = {
             "heat",
             "Heat",
             "Reports per H3 cell, resolution from the zoom (<=8: 6, 9-10: 7, 11-12: 8, 13: 9, "
-            "14: 10, >=15: 11), or per area with ?level=; cells of fewer than k reports "
-            "hidden, areas of fewer than k blanked (suppressed=true).",
+            "14: 10, >=15: 11; without an operator, planner or admin key at most "
+            "GEO_PRIVACY_PUBLIC_H3_RES, default 8), or per area with ?level=; cells of fewer "
+            "than k reports hidden, areas of fewer than k blanked (suppressed=true).",
             FILTER_PARAMS | {"k", "level", "as_of"},
             ("reports", "boundaries"),
             maxzoom=16,

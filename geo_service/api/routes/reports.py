@@ -50,12 +50,13 @@ _BULK_BODY: dict[str, Any] = {
         "required": True,
         "content": {
             JSON: {"schema": {"type": "array", "items": _REPORT_IN, "maxItems": 10_000}},
-            NDJSON: {
+            NDJSON: {  # its lines: one report (a ReportIn object) per line
                 "schema": {
-                    "type": "string",
-                    "description": "one report (a ReportIn object) per line, up to 10,000",
+                    "type": "array",
+                    "items": _REPORT_IN,
+                    "maxItems": 10_000,
+                    "description": "NDJSON: each item of this array on a line of its own",
                 },
-                "example": '{"channel": "wechat", "category": "safety_hazard", ...}\n',
             },
         },
     }
@@ -132,6 +133,8 @@ def _parse_bulk(body: bytes, content_type: str) -> list[Any]:
     where valid (checked in bulk when it can be), an :class:`InvalidInput` for a malformed
     line, else the raw item, to be validated alone for its own answer."""
     text_start = body.lstrip()[:1]
+    if not text_start:
+        raise InvalidInput("the body is empty: send a JSON array or NDJSON of reports")
     if "ndjson" not in content_type and text_start == b"[":
         try:
             return list(_MANY.validate_json(body))  # every item valid: parsed and checked in Rust

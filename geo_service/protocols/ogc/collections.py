@@ -49,9 +49,11 @@ COLLECTIONS: Final[dict[str, Collection]] = {
         Collection(
             "reports",
             "Reports",
-            "Reported incidents as the public Open311 view shows them: category, description, "
-            "status, times, grid and responsible unit, WGS84 location. Never the reporter's "
-            "name or phone. datetime filters on the time reported.",
+            "Reported incidents as the Open311 view shows them, private by default: category, "
+            "status, times, community and the centre of the report's coarse H3 cell; the exact "
+            "WGS84 point, grid, unit, description and photo only for cases staff made public "
+            "and for keys that may see them. Never the reporter's name or phone. datetime "
+            "filters on the time reported.",
             None,
         ),
     )
