@@ -21,14 +21,14 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from geo_service.batch.dataset import NO_DISTRICT
 from geo_service.batch.geoparquet import open_writer, with_points
 from geo_service.batch.periods import LOCAL_TZ
-from geo_service.batch.source import EXPORT_COLUMNS, export_query
 from geo_service.errors import InvalidInput
 from geo_service.reports.schemas import CHINA_TZ
+from geo_service.store.batch import EXPORT_COLUMNS, export_query, export_window
 
 CHUNK_ROWS: Final = 50_000
 ROWS_PER_FILE: Final = 2_000_000
@@ -167,11 +167,8 @@ def export_reports(
     root.mkdir(parents=True, exist_ok=True)
     stats = ExportStats()
     with engine.connect() as conn:
-        window = export_query(lower, upper).order_by(None).subquery()
-        first, last, total = conn.execute(
-            select(func.min(window.c.reported_at), func.max(window.c.reported_at), func.count())
-        ).one()
-    if not total:
+        first, last, total = export_window(conn, lower, upper)
+    if not total or first is None or last is None:
         stats.seconds = time.perf_counter() - started
         return stats
     writer = _PartitionWriter(root, rows_per_file, stats)

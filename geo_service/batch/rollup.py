@@ -18,20 +18,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
-from psycopg import sql
-from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine
 
 from geo_service.analytics import h3sql
 from geo_service.batch.cluster import Update, follow, wait_followed
@@ -39,8 +37,8 @@ from geo_service.batch.dataset import Piece, Source
 from geo_service.batch.geoparquet import GeoColumn, read_points
 from geo_service.batch.periods import PERIODS, floor_period, local_days
 from geo_service.boundaries.codes import CODE_LENGTH, Level
-from geo_service.db.schema import batch_rollup_loads, batch_rollups
 from geo_service.errors import InvalidInput
+from geo_service.store import batch as batch_store
 
 AREA_LEVELS: Final = ("grid", "community", "town")
 KEYS: Final = ["period", "code", "category", "channel"]
@@ -244,56 +242,26 @@ def read_rollup(dst: str | Path) -> pd.DataFrame:
     return frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
-_COPY: Final = sql.SQL(
-    "COPY {} (by, period, start, code, category, channel, n) FROM STDIN (FORMAT BINARY)"
-).format(sql.Identifier(batch_rollups.name))
-_TYPES: Final = ["text", "text", "date", "text", "text", "text", "int8"]
-
-
 def load_rollup(engine: Engine, dst: str | Path, spec: RollupSpec, source: str) -> int:
     """Replace the ``(by, period)`` roll-up in ``batch_rollups`` with ``dst``'s, in one
-    transaction, streaming file by file (binary COPY). Returns the rows loaded."""
+    transaction, streaming file by file. Returns the rows loaded."""
     files = sorted(Path(dst).glob("part-*.parquet"))
-    loaded = reports = 0
+
+    def rows() -> Iterator[batch_store.RollupRow]:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=100_000):
+                cols = batch.to_pydict()
+                yield from zip(
+                    cols["period"],
+                    cols["code"],
+                    cols["category"],
+                    cols["channel"],
+                    cols["n"],
+                    strict=True,
+                )
+
     with engine.begin() as conn:
-        conn.execute(
-            delete(batch_rollups).where(
-                batch_rollups.c.by == spec.by, batch_rollups.c.period == spec.period
-            )
-        )
-        raw: psycopg.Connection[Any] | None = conn.connection.driver_connection
-        if raw is None:
-            raise RuntimeError("the connection is closed")
-        with raw.cursor() as cur, cur.copy(_COPY) as copy:
-            copy.set_types(_TYPES)
-            for path in files:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=100_000):
-                    cols = batch.to_pydict()
-                    for row in zip(
-                        cols["period"],
-                        cols["code"],
-                        cols["category"],
-                        cols["channel"],
-                        cols["n"],
-                        strict=True,
-                    ):
-                        copy.write_row((spec.by, spec.period, *row))
-                    loaded += batch.num_rows
-                    reports += sum(cols["n"])
-        stmt = insert(batch_rollup_loads).values(
-            by=spec.by, period=spec.period, source=source, rows=loaded, reports=reports
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["by", "period"],
-                set_={
-                    "source": stmt.excluded.source,
-                    "rows": stmt.excluded.rows,
-                    "reports": stmt.excluded.reports,
-                    "loaded_at": stmt.excluded.loaded_at,
-                },
-            )
-        )
+        loaded, _ = batch_store.replace_rollup(conn, spec.by, spec.period, rows(), source)
     return loaded
 
 
@@ -307,13 +275,5 @@ def rollup_counts(
     """A loaded roll-up as the service reads it: periods starting in ``[first, stop)``,
     columns ``period, code, category, channel, n`` sorted by key."""
     spec = RollupSpec.parse(by, period)
-    t = batch_rollups
-    query = select(t.c.start.label("period"), t.c.code, t.c.category, t.c.channel, t.c.n).where(
-        t.c.by == spec.by, t.c.period == spec.period
-    )
-    if first is not None:
-        query = query.where(t.c.start >= first)
-    if stop is not None:
-        query = query.where(t.c.start < stop)
-    rows = conn.execute(query.order_by(t.c.start, t.c.code, t.c.category, t.c.channel)).all()
+    rows = batch_store.rollup_rows(conn, spec.by, spec.period, first, stop)
     return pd.DataFrame(rows, columns=[*KEYS, "n"])
