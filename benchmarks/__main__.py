@@ -34,6 +34,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("hotspots", "benchmarks.hotspots", "Gi* on 50,000 H3 cells: ours vs esda.G_Local"),
     Section("tiles", "benchmarks.tiles", "vector tiles z10-z15: ours cold/warm vs tipg"),
     Section("stats", "benchmarks.stats", "a year's figures per grid/unit: facts vs plain SQL"),
+    Section("console", "benchmarks.console", "the wall screen's calls from 4 screens: p50/p95"),
     Section(
         "batch",
         "benchmarks.batch",

@@ -25,13 +25,18 @@ from geo_service.api.ratelimit import RateLimitMiddleware, install_statement_tim
 from geo_service.api.responses import JSONBytes, error_response
 from geo_service.api.routes import analytics, boundaries, health, locate, open311, reports, workflow
 from geo_service.api.routes import audit as audit_routes
+from geo_service.api.routes import console as console_routes
+from geo_service.api.routes import docs as docs_routes
+from geo_service.api.routes import login as login_routes
 from geo_service.api.routes import maps as map_routes
 from geo_service.api.routes import ogc as ogc_routes
+from geo_service.api.routes import planner as planner_routes
 from geo_service.api.routes import planning as planning_routes
 from geo_service.api.routes import planning_publish as publish_routes
 from geo_service.api.routes import stats as stats_routes
 from geo_service.api.routes import tiles as tile_routes
 from geo_service.api.routing_cache import RoutingCache
+from geo_service.api.session import install as install_sessions
 from geo_service.auth import KeyStore
 from geo_service.db.engine import make_engine, resolve_database_url
 from geo_service.errors import GeoServiceError, from_driver_error, http_status
@@ -74,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONBytes,
         dependencies=[Depends(storable_url)],  # no NUL in any path or query string
+        docs_url=None,  # /docs from the vendored Swagger UI (api/routes/docs.py)
+        redoc_url=None,
     )
+    install_sessions(app)  # page_role: 303 to /login, 403 page (geo_service.api.session)
     install_openapi(app)  # the document as the service behaves (geo_service.api.openapi)
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: KeepAlive(build_stack())  # type: ignore[method-assign]
@@ -139,6 +147,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tile_routes.router)
     app.include_router(ogc_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(login_routes.router)  # /login, /logout (browser sessions)
+    app.include_router(docs_routes.router)  # /docs, assets local
+    app.include_router(planner_routes.router)  # /planner, the planner's workbench
     app.add_middleware(OriginMiddleware)  # innermost: the client address for the audit log
     app.add_middleware(TileHitMiddleware)  # cached tiles answered before routing
     app.add_middleware(LocateFastPath)  # plain GET /v1/locate answered before routing
@@ -147,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RateLimitMiddleware, rates=settings.rate_limits, timeouts=settings.statement_timeouts
     )
     app.include_router(map_routes.router)
+    app.include_router(console_routes.router)  # /console and /v1/console (the wall screen)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

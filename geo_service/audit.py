@@ -4,7 +4,8 @@ that change boundaries, cases, units, keys and users, in the transaction of the 
 Because the domain functions write the entry, every path that changes something is audited,
 whether it came over HTTP or from the command line, and an entry exists exactly when its change
 committed (nothing half-written). *Who* is the API key (id and role) the change was made with,
-or the local account for the command line. *From where* is the client address of the HTTP
+the signed-in user (``user:<name>`` and role) for a browser session, or the local account for
+the command line. *From where* is the client address of the HTTP
 request (:class:`geo_service.api.origin.OriginMiddleware` puts it in :data:`ORIGIN` for the
 request's context), else ``local:<host>``. Free text (notes, descriptions) is not copied into
 the log: the case's own history keeps it; entries carry ids, codes, statuses and counts.
@@ -87,7 +88,7 @@ def entry(
     return {
         "actor_key_id": principal.key_id if principal else None,
         "actor_role": principal.role if principal else None,
-        "actor": f"key:{principal.key_id}" if principal else local_actor(),
+        "actor": principal.actor if principal else local_actor(),
         "origin": where if where is not None else local_origin(),
         "action": action,
         "target_type": target_type,

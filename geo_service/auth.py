@@ -36,16 +36,32 @@ KEY_CACHE_ENTRIES: Final = 10_000  # cached look-ups per worker (unknown keys in
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: key id, role and, for grid workers, the area code they cover."""
+    """Who is calling: an API key (``key_id``) or a signed-in user (``user_id``, ``username``;
+    ``key_id`` None), the role and, for grid workers, the area code they cover."""
 
-    key_id: int
+    key_id: int | None
     role: str
     scope: str | None = None
+    user_id: int | None = None
+    username: str | None = None
 
     @property
     def sees_personal_data(self) -> bool:
         """Whether the role may read reporters' names and phone numbers."""
         return self.role in SEES_PERSONAL_DATA
+
+    @property
+    def ref(self) -> str:
+        """A stable name of the caller: the key id as text for keys (as stored before users
+        existed), ``u<id>`` for a signed-in user; never the same for two callers."""
+        return str(self.key_id) if self.key_id is not None else f"u{self.user_id}"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller: ``key:<id>`` or ``user:<name>``."""
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        return f"user:{self.username}"
 
 
 def hash_key(key: str) -> str:

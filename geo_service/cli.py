@@ -36,11 +36,15 @@ boundaries_app = typer.Typer(no_args_is_help=True, help="Boundary versions: impo
 db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys and roles.")
 reports_app = typer.Typer(no_args_is_help=True, help="Reports and their closed loop.")
+users_app = typer.Typer(no_args_is_help=True, help="People who sign in to the pages.")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reports_app, name="reports")
+app.add_typer(users_app, name="users")
 app.add_typer(batch_app, name="batch")
+stats_app = typer.Typer(no_args_is_help=True, help="The command centre's figures and reports.")
+app.add_typer(stats_app, name="stats")
 console = Console()
 
 DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
@@ -332,6 +336,81 @@ def keys_list() -> None:
     console.print(table)
 
 
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="the user name to sign in with")],
+    role: Annotated[str, typer.Option(help="reporter|grid_worker|operator|planner|admin")],
+    scope: Annotated[str | None, typer.Option(help="area code a grid worker covers")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Add a user who signs in to the pages (only an argon2 hash of the password is kept)."""
+    import sys
+
+    from geo_service.accounts import create_user
+    from geo_service.db.engine import make_engine
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            user_id = create_user(conn, name, role, password, scope)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    where = f", {scope}" if scope else ""
+    console.print(f"user {name} ({role}{where}) created: id {user_id}")
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(help="the user name")]) -> None:
+    """Disable a user: it cannot sign in, and its open sessions end at once; audited."""
+    from geo_service.accounts import disable_user
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            disable_user(conn, name)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    console.print(f"user {name} disabled; its sessions ended")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every user: id, name, role, scope, created, disabled (never a password hash)."""
+    from geo_service.accounts import list_users
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(_url(), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            rows = list_users(conn)
+    finally:
+        engine.dispose()
+    table = Table("id", "name", "role", "scope", "created", "disabled")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["username"],
+            r["role"],
+            r["scope"] or "",
+            r["created_at"].isoformat(timespec="seconds"),
+            r["disabled_at"].isoformat(timespec="seconds") if r["disabled_at"] else "",
+        )
+    console.print(table)
+
+
 @reports_app.command("escalate-overdue")
 def reports_escalate_overdue() -> None:
     """Escalate every open overdue case one level (once per SLA period); run it from cron."""
@@ -346,6 +425,47 @@ def reports_escalate_overdue() -> None:
     finally:
         engine.dispose()
     console.print(f"{n} overdue case(s) escalated")
+
+
+@stats_app.command("report")
+def stats_report(
+    period: Annotated[str, typer.Option(help="day|week|month|quarter")],
+    date: Annotated[str, typer.Option("--date", help="a day in the period, YYYY-MM-DD")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="html|pdf|xlsx")] = "pdf",
+    as_of: Annotated[
+        str | None, typer.Option(help="figures as of this moment (ISO; no zone: Beijing)")
+    ] = None,
+    area: Annotated[str | None, typer.Option(help="only the cases in this area code")] = None,
+) -> None:
+    """Print the period's report in Chinese: figures per town, community, grid and unit,
+    ranking, trend charts, hot-spot map, overdue and supervised cases."""
+    from geo_service.db.engine import make_engine
+    from geo_service.errors import InvalidInput
+    from geo_service.stats.report import build_report, check_format, render
+
+    try:
+        check_format(fmt)
+        day = dt.date.fromisoformat(date)
+        moment = dt.datetime.fromisoformat(as_of) if as_of else None
+    except ValueError as exc:
+        _fail(InvalidInput(f"--date / --as-of: {exc}"))
+        return
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    engine = make_engine(_url(), pool_size=2)
+    try:
+        with console.status(f"building the {period} report..."):
+            report = build_report(engine, period, day, as_of=moment, area=area)
+            data = render(report, fmt)
+    except GeoServiceError as exc:
+        _fail(exc)
+        return
+    finally:
+        engine.dispose()
+    output.write_bytes(data)
+    console.print(f"{report.title} · {report.period_zh}: {output} ({len(data):,} bytes)")
 
 
 def _progress() -> Progress:
@@ -584,6 +704,7 @@ def demo(
 ) -> None:
     """Migrate, load the Xiuzhou demo boundaries and a synthetic year of reports (once
     each), then serve."""
+    from geo_service.accounts import demo_accounts
     from geo_service.boundaries import versions
     from geo_service.boundaries.importer import import_layout
     from geo_service.db.engine import make_engine
@@ -613,9 +734,16 @@ def demo(
                     seed_units(conn, v.id)
         settings = Settings()
         _load_demo_year(engine, url, settings.demo.reports if reports is None else reports)
+        with engine.begin() as conn:  # operator, planner, admin: GEO_DEMO_PASSWORD or random
+            credentials = demo_accounts(conn, settings.demo.password)
     finally:
         engine.dispose()
     base = f"http://{host or settings.api.host}:{port or settings.api.port}"
+    console.print(f"[bold]command centre:[/bold] {base}/console")
+    source = "GEO_DEMO_PASSWORD" if settings.demo.password else "generated for this run"
+    console.print(f"sign in as (user / password, {source}):")
+    for name, secret in credentials.items():
+        console.print(f"  {name:<9} {secret}", markup=False)
     console.print("open:")
     for path in (
         "/docs",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -193,6 +193,22 @@ class AuthSettings(BaseSettings):
     key_cache_entries: int = Field(default=10_000, gt=0)
 
 
+class SessionSettings(BaseSettings):
+    """Browser sign-in (:mod:`geo_service.accounts`): how long a session lives (idle and in
+    all), and how repeated failed sign-ins are slowed down, per user name and per address."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_SESSION_", extra="ignore")
+
+    idle_s: float = Field(default=2 * 3600, gt=0)  # no request for this long: signed out
+    absolute_s: float = Field(default=12 * 3600, gt=0)  # signed out this long after sign-in
+    touch_s: float = Field(default=60, ge=0)  # last-request time written at most this often
+    user_free_failures: int = Field(default=5, ge=1)  # failures per user name before waits
+    address_free_failures: int = Field(default=20, ge=1)  # per client address (NAT'd centre)
+    delay_s: float = Field(default=2, gt=0)  # the first wait; doubles with each failure
+    max_delay_s: float = Field(default=900, gt=0)  # the longest wait
+    failure_window_s: float = Field(default=900, gt=0)  # failures older than this forgotten
+
+
 class LayoutLimitSettings(BaseSettings):
     """What a layout file (GeoJSON, GeoPackage, zipped Shapefile) may hold, one limit each, for
     every reader (planners' uploads, ``boundaries import``): checked before GDAL builds a
@@ -208,9 +224,29 @@ class LayoutLimitSettings(BaseSettings):
     max_zip_members: int = Field(default=200, gt=0)
 
 
+class SizeLimit(BaseModel):
+    """Size limits of one level (or one level and area class); None: not limited here."""
+
+    min_m2: float | None = Field(default=None, ge=0)
+    max_m2: float | None = Field(default=None, gt=0)
+    max_households: int | None = Field(default=None, gt=0)
+
+
+def _default_size_limits() -> dict[str, SizeLimit]:
+    # rural grids of real layouts reach 6 km² (villages far apart); towns' streets stay urban
+    return {"grid:rural": SizeLimit(max_m2=12_000_000.0, max_households=1_500)}
+
+
 class PlanningSettings(BaseSettings):
-    """Planners' drafts: the grid limits validation checks (the upload's size is
-    :attr:`BodyLimitSettings.upload`, what the file may hold :class:`LayoutLimitSettings`)."""
+    """Planners' drafts: the size policy validation checks (the upload's size is
+    :attr:`BodyLimitSettings.upload`, what the file may hold :class:`LayoutLimitSettings`).
+
+    ``grid_*`` are the limits of every grid; ``size_limits`` refines them per level
+    (``"community"``) and per level and area class (``"grid:rural"``, the class read from the
+    attribute ``area_class_attribute`` of the area or its nearest ancestor), as JSON in
+    ``GEO_PLANNING_SIZE_LIMITS``. Size and household limits are warnings unless
+    ``size_limits_block``; a grid unchanged from the version in force never blocks.
+    """
 
     model_config = SettingsConfigDict(env_prefix="GEO_PLANNING_", extra="ignore")
 
@@ -218,6 +254,28 @@ class PlanningSettings(BaseSettings):
     grid_max_m2: float = Field(default=5_000_000.0, gt=0)
     grid_max_households: int = Field(default=1_000, gt=0)
     tolerance_m2: float = Field(default=1.0, ge=0)
+    area_class_attribute: str = Field(default="area_class", min_length=1, max_length=64)
+    size_limits: dict[str, SizeLimit] = Field(default_factory=_default_size_limits)
+    size_limits_block: bool = False
+
+    def limit_for(self, level: str, area_class: str | None) -> SizeLimit:
+        """The limits of an area of ``level`` and ``area_class``: the grid defaults, refined
+        by the level's entry, then by the level and class's entry (field by field)."""
+        merged: dict[str, float | int | None] = (
+            {"min_m2": self.grid_min_m2, "max_m2": self.grid_max_m2,
+             "max_households": self.grid_max_households}
+            if level == "grid" else {"min_m2": None, "max_m2": None, "max_households": None}
+        )
+        keys = [level] + ([f"{level}:{area_class}"] if area_class else [])
+        for key in keys:
+            entry = self.size_limits.get(key)
+            if entry is not None:
+                merged.update({k: v for k, v in entry.model_dump().items() if v is not None})
+        return SizeLimit.model_validate(merged)
+
+    def limited_levels(self) -> set[str]:
+        """Levels with a size limit: grids always, others when ``size_limits`` names them."""
+        return {"grid"} | {key.split(":", 1)[0] for key in self.size_limits}
 
 
 class TilesSettings(BaseSettings):
@@ -250,6 +308,7 @@ class DemoSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GEO_DEMO_", extra="ignore")
 
     reports: int = Field(default=200_000, ge=0)  # 0: no synthetic year
+    password: str | None = None  # the demo accounts' password; None: a random one each run
 
 
 class StatsSettings(BaseSettings):
@@ -351,5 +410,6 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     maps: MapsSettings = Field(default_factory=MapsSettings)

@@ -35,6 +35,8 @@ class Package:
     version: str
     tarball_sha256: str
     files: tuple[str, ...]
+    # the upstream licence, kept in scripts/licences/, for a tarball that ships none
+    licence: str | None = None
 
 
 PACKAGES = (
@@ -64,6 +66,39 @@ PACKAGES = (
         "5.24.1",
         "b84d7fdf7fba5922fd3fff9a92733936c7a03b99165afc6c84f41c311bdbfa9d",
         ("LICENSE.txt", "dist/maplibre-gl.js", "dist/maplibre-gl.css"),
+    ),
+    Package(  # charts of the command-centre console (/console)
+        "echarts",
+        "5.6.0",
+        "e1b82487dd7f8d9f0438eec1f1433051148e0095ac7a15d4db890afda45cf610",
+        ("LICENSE", "dist/echarts.min.js"),
+    ),
+    Package(  # Swagger UI for /docs (served locally: the page works offline)
+        "swagger-ui-dist",
+        "5.35.0",
+        "1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6",
+        (
+            "LICENSE",
+            "NOTICE",
+            "swagger-ui-bundle.js",
+            "swagger-ui-bundle.js.LICENSE.txt",
+            "swagger-ui.css",
+            "favicon-32x32.png",
+        ),
+    ),
+    Package(  # the planner's editor draws split lines with Terra Draw (MIT, no LICENSE inside)
+        "terra-draw",
+        "1.35.0",
+        "da4e370b007b2194dd05c64d6c4437c244a0439cdefab52d1f87329e3f8b059d",
+        ("dist/terra-draw.umd.js", "package.json"),
+        licence="terra-draw.LICENSE",
+    ),
+    Package(
+        "terra-draw-maplibre-gl-adapter",
+        "1.4.1",
+        "e4d24018df3bcb2db6ddaf3ac4d271c40d73233513232972b5e67de104b2b1b8",
+        ("dist/terra-draw-maplibre-gl-adapter.umd.js", "package.json"),
+        licence="terra-draw.LICENSE",
     ),
 )
 
@@ -109,6 +144,10 @@ def unpack(pkg: Package, tarball: Path) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(source.read())
             written.append(dest)
+    if pkg.licence is not None:
+        dest = VENDOR / pkg.name / pkg.version / "LICENSE"
+        shutil.copyfile(ROOT / "scripts" / "licences" / pkg.licence, dest)
+        written.append(dest)
     return written
 
 

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from geo_service.db.cluster import PrivateCluster, drop_database, ensure_databas
 from geo_service.db.engine import libpq_url, make_engine
 from geo_service.locator import Locator
 from geo_service.settings import PROJECT_ROOT, DatabaseSettings, Settings
+from tests.browser_support import chromium
 from tests.support import DEMO_FROM, DEMO_LABEL, DEMO_LAYOUT, load_demo, serve
 
 __all__ = ["DEMO_FROM", "DEMO_LABEL", "DEMO_LAYOUT", "auth"]
@@ -113,3 +115,10 @@ def live_server(database_url: str) -> Iterator[str]:
     """The app served by a real uvicorn on a free loopback port (for concurrency tests)."""
     with serve(database_url) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, one per test module (skips when it is not installed)."""
+    with chromium() as b:
+        yield b

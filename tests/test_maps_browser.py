@@ -16,8 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -33,19 +32,9 @@ from geo_service.maps.base import operator_map, remote_assets, render_page
 from geo_service.maps.controls import Panel
 from geo_service.maps.layers import geojson_layer
 from geo_service.settings import PROJECT_ROOT
+from tests.browser_support import Watch, no_problems, watched_page
 from tests.conftest import auth
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    # software WebGL for MapLibre once the GPU is off (Chromium ≥ 130 asks for the opt-in)
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
@@ -119,54 +108,11 @@ def clusters(filed: Filed) -> list[Place]:
 # --------------------------------------------------------------------------- browser
 
 
-@dataclass
-class Watch:
-    """What went wrong in the browser: console errors, page errors, failed or remote requests."""
-
-    problems: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (no browser download); the browser tests skip
-    only when it is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (make setup installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any) -> Iterator[tuple[Any, Watch]]:
-    """A fresh page whose console, errors and network are watched; remote hosts are cut off."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    watch = Watch()
-
-    def guard(route: Any) -> None:
-        url = urlparse(route.request.url)
-        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in LOOPBACK:
-            watch.problems.append(f"remote request: {route.request.url}")
-            route.abort()
-        else:
-            route.continue_()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.on("console", lambda m: m.type == "error" and watch.problems.append(f"console: {m.text}"))
-    pg.on("pageerror", lambda e: watch.problems.append(f"page error: {e}"))
-    pg.on("requestfailed", lambda r: watch.problems.append(f"failed: {r.url} {r.failure}"))
-    pg.on("request", lambda r: watch.requests.append(r.url))
-    pg.on(
-        "response",
-        lambda r: r.status >= 400 and watch.problems.append(f"HTTP {r.status}: {r.url}"),
-    )
-    yield pg, watch
-    context.close()
+    """A fresh watched 1400x1000 page (any HTTP error is a problem)."""
+    with watched_page(browser, 1400, 1000) as pw:
+        yield pw
 
 
 LEAFLET_MAP = "Object.values(window).find(v => v instanceof L.Map)"
@@ -214,13 +160,6 @@ def visible_cluster(pg: Any, clusters: list[Place], js_pixel: str) -> Place:
         if hit:
             return c
     raise AssertionError("every cluster is hidden behind a panel")
-
-
-def no_problems(watch: Watch) -> None:
-    assert watch.problems == []
-    assert watch.requests, "the page made no request at all"
-    hosts = {urlparse(u).hostname for u in watch.requests if urlparse(u).scheme.startswith("http")}
-    assert hosts <= LOOPBACK
 
 
 def api(live_server: str, path: str, **params: Any) -> dict[str, Any]:

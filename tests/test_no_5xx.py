@@ -77,6 +77,18 @@ def test_offsets_and_limits_are_bounded(client: TestClient, keys: dict[str, str]
     }
 
 
+def test_a_negative_permutation_seed_is_422_naming_the_bound(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """Found by the fuzz run: numpy refuses a negative seed, which was a 500."""
+    r = client.get(
+        "/v1/analytics/hotspots",
+        params={"method": "permutation", "seed": -32},
+        headers=auth(keys["admin"]),
+    )
+    assert r.status_code == 422 and "seed" in r.text and "0" in _error(r)["message"]
+
+
 def test_ogc_offset_past_bigint_is_an_ogc_400(client: TestClient) -> None:
     r = client.get("/ogc/collections/grids/items", params={"offset": TOO_BIG})
     assert r.status_code == 400

@@ -242,7 +242,12 @@ def test_a_vertex_added_on_an_edge_is_not_a_change(setup: Setup, impact) -> None
 def test_diff_map_draws_the_changes_from_local_assets_only(
     setup: Setup, client: TestClient
 ) -> None:
-    assert client.get(f"/maps/versions/{setup.draft}/diff").status_code == 401  # a draft
+    anonymous = client.get(f"/maps/versions/{setup.draft}/diff", follow_redirects=False)
+    assert anonymous.status_code == 303  # a page: sign in first
+    assert anonymous.headers["location"].startswith("/login?next=%2Fmaps%2Fversions%2F")
+    reporter = client.get(f"/maps/versions/{setup.draft}/diff",
+                          headers=auth(setup.world.keys["reporter"]))
+    assert reporter.status_code == 403
     planner = auth(setup.world.keys["planner"])
     r = client.get(f"/maps/versions/{setup.draft}/diff", headers=planner)
     assert r.status_code == 200
@@ -253,4 +258,4 @@ def test_diff_map_draws_the_changes_from_local_assets_only(
         assert code in page
     assert "Removed grids" in page and "New grid" in page
     assert client.get("/maps/versions/99999/diff", headers=planner).status_code == 404
-    assert client.get("/maps/versions/99999/diff").status_code == 404
+    assert client.get("/maps/versions/99999/diff", follow_redirects=False).status_code == 303

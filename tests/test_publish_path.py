@@ -85,7 +85,7 @@ def merged_layout() -> gpd.GeoDataFrame:
 
 def crowded_layout() -> gpd.GeoDataFrame:
     """The small layout with two grids over the 1,000-household limit (a draft may hold them,
-    publishing may not)."""
+    publishing may not when the policy makes size limits errors)."""
     frame = small_layout()
     frame.loc[frame["code"] == KEPT, "households"] = 1500
     frame.loc[frame["code"] == UNCHANGED, "households"] = 2500
@@ -149,8 +149,9 @@ def cases(db: str, tmp_path: Path) -> Cases:
 
 
 def test_the_cli_refuses_a_draft_with_validation_errors_naming_each_as_http_does(
-    db: str, tmp_path: Path
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("GEO_PLANNING_SIZE_LIMITS_BLOCK", "true")  # household limits block
     cli("boundaries", "import", write(small_layout(), tmp_path, "small"), "--version", "v1",
         "--crs", "wgs84", "--effective-from", "2025-01-01", "--publish")  # fmt: skip
     crowded = write(crowded_layout(), tmp_path, "crowded")

@@ -1,7 +1,8 @@
 """Typed dependencies shared by the routers: settings, engine, caches, and the caller.
 
 The caller is worked out here and nowhere else: :data:`CallerDep` is the principal of
-``Authorization: Bearer <key>`` or None for the public (401 for a malformed header or an
+``Authorization: Bearer <key>``, else of the ``gs_session`` cookie (a signed-in page), or None
+for the public (401 for a malformed header or an
 unknown or revoked key); :data:`PrincipalDep` demands a key; :func:`require_role` demands one
 of some roles (403 otherwise). Body limits live beside this, in :mod:`geo_service.api.limits`.
 """
@@ -20,6 +21,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from geo_service.analytics.privacy import STAFF_ROLES
 from geo_service.api.routing_cache import RoutingCache
+from geo_service.api.session import cookie_caller
 from geo_service.auth import KeyStore, Principal, require
 from geo_service.errors import Forbidden, InvalidInput, Unauthorized, unstorable
 from geo_service.locator import Locator
@@ -145,12 +147,14 @@ async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
 ) -> Principal | None:
-    """Who is calling: the principal of ``Authorization: Bearer <key>``, None without the
-    header, 401 for any other header or an unknown or revoked key."""
+    """Who is calling: the principal of ``Authorization: Bearer <key>`` (401 for any other
+    header or an unknown or revoked key); without the header, the signed-in user of the
+    ``gs_session`` cookie (403 for an unsafe method without its ``X-CSRF-Token``, see
+    :mod:`geo_service.api.session`); else None, the public."""
     if credentials is None:
         if request.headers.get("authorization"):
             raise Unauthorized("Authorization must be 'Bearer <api key>'")
-        return None
+        return await cookie_caller(request)
     principal = await key_owner(request, credentials.credentials)
     if principal is None:
         raise Unauthorized("unknown or revoked API key")

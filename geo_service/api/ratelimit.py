@@ -9,6 +9,9 @@ maps and the diff map, uploads, impact, validation, suggestions, statistics, exp
 
 * a key (``Authorization: Bearer``) has its own buckets at its role's rates; the key is
   looked up once per request (:func:`geo_service.api.deps.key_owner` reuses the answer);
+* a signed-in page (the ``gs_session`` cookie, no key) likewise has its user's own buckets
+  at its role's rates and its role's timeout; the session is looked up once per request
+  (:func:`geo_service.api.session.page_user` reuses the answer), never for ``/static`` files;
 * the public is counted per client address (an IPv6 address per /64) at ``anonymous`` rates,
   and all of the public together at ``anonymous_all``, so many addresses cannot starve staff;
 * an unknown or revoked key is charged to its address like the public, and to the address's
@@ -43,8 +46,10 @@ from sqlalchemy import Engine, event
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from geo_service.accounts import SESSION_COOKIE
 from geo_service.api.deps import key_owner
 from geo_service.api.responses import error_response
+from geo_service.api.session import page_user
 from geo_service.auth import Principal
 from geo_service.db.schema import ROLES
 from geo_service.errors import RateLimited
@@ -62,6 +67,8 @@ _TIMEOUT_INFO: Final = "geo_service.statement_timeout_ms"
 
 STATEMENT_TIMEOUT_MS: ContextVar[int | None] = ContextVar("statement_timeout_ms", default=None)
 """The ``statement_timeout`` (ms) of the current request's caller; None outside requests."""
+
+_COOKIE_NAME: Final = SESSION_COOKIE.encode() + b"="
 
 
 def route_class(method: str, path: str) -> RouteClass:
@@ -192,7 +199,10 @@ class RateLimitMiddleware:
         role = ""
         refusal: RateLimited | None = None
         if header is None:
-            if self.enabled:
+            signed_in = await self._signed_in(scope)
+            if signed_in is not None:  # a page's session: its user's role, like a key
+                role, refusal = signed_in.role, self._charge_principal(scope, signed_in)
+            elif self.enabled:
                 refusal = self._charge_public(scope, time.monotonic())
         else:
             role, refusal = await self._charge_keyed(scope, header)
@@ -238,20 +248,43 @@ class RateLimitMiddleware:
             )
         principal = await self._principal(scope, header)
         if isinstance(principal, Principal):
-            if not self.enabled:
-                return principal.role, None
-            cls = route_class(scope["method"], scope["path"])
-            buckets = self.keyed[principal.role, cls]
-            wait = buckets.take(principal.key_id, time.monotonic())
-            if wait:
-                who = f"role {principal.role}"
-                return principal.role, _limited(who, cls, buckets.rate, buckets.burst, wait)
-            return principal.role, None
+            return principal.role, self._charge_principal(scope, principal)
         if not self.enabled:
             return "", None
         if principal is None:  # unknown, revoked or malformed: the route answers 401
             failures.take(address, now)
         return "", self._charge_public(scope, now)
+
+    def _charge_principal(self, scope: Scope, principal: Principal) -> RateLimited | None:
+        """Charge a key's or a signed-in user's own bucket for the route's class."""
+        if not self.enabled:
+            return None
+        cls = route_class(scope["method"], scope["path"])
+        buckets = self.keyed[principal.role, cls]
+        wait = buckets.take(principal.ref, time.monotonic())
+        if wait:
+            who = f"role {principal.role}"
+            return _limited(who, cls, buckets.rate, buckets.burst, wait)
+        return None
+
+    @staticmethod
+    async def _signed_in(scope: Scope) -> Principal | None:
+        """The signed-in user of the request's session cookie, None without one (or when the
+        lookup failed: the route's own lookup then answers); looked up once per request."""
+        app: Any = scope.get("app")
+        if app is None or getattr(app.state, "engine", None) is None:
+            return None
+        if scope["path"].startswith("/static/") or not any(
+            name == b"cookie" and _COOKIE_NAME in value for name, value in scope["headers"]
+        ):  # the hot path (no cookie) parses nothing
+            return None
+        request = Request(scope)
+        if SESSION_COOKIE not in request.cookies:
+            return None
+        try:
+            return await page_user(request)
+        except Exception:  # a database fault: answered by the route, through the error table
+            return None
 
     async def _principal(self, scope: Scope, header: bytes) -> Principal | object | None:
         """The principal of the request's key, None for an unknown, revoked or malformed one,

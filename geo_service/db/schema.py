@@ -544,3 +544,47 @@ audit_log: Final = Table(
 """Who changed boundaries, cases, units, keys and users: the key (id, role) or local account,
 the action and its target, when and from where; written in the transaction of the change and
 append-only (a trigger refuses UPDATE, DELETE and TRUNCATE)."""
+
+# --- accounts (0013) ------------------------------------------------------------------------
+
+users: Final = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("scope_area_code", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("disabled_at", DateTime(timezone=True)),
+    CheckConstraint(_one_of("role", ROLES), name="ck_users_role"),
+)
+"""People who sign in to the pages: an argon2 hash of the password (never the password), the
+role and (grid workers) the area covered; disabled users are kept (the audit log names them)."""
+
+user_sessions: Final = Table(
+    "user_sessions",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_user_sessions_user_id", "user_id"),
+)
+"""Browser sessions, server-side: a SHA-256 of the cookie's random token, the page's CSRF
+token, the last request (idle expiry) and the absolute expiry."""
+
+login_throttle: Final = Table(
+    "login_throttle",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True)),
+    Index("ix_login_throttle_last_failure_at", "last_failure_at"),
+)
+"""Failed sign-ins per submitted user name (``user:<name>``) and per client address
+(``addr:<ip>``): after a few, each further attempt waits until ``locked_until``."""

@@ -14,6 +14,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import shapely
+from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine
 
@@ -23,9 +24,20 @@ from geo_service.boundaries.codes import LEVELS
 from geo_service.boundaries.importer import write_version
 from geo_service.boundaries.reader import read_layout
 from geo_service.boundaries.validation import Problem
-from geo_service.errors import BoundaryValidationFailed, Conflict, InvalidInput, NotFound
+from geo_service.errors import (
+    BoundaryValidationFailed,
+    Conflict,
+    InvalidInput,
+    NoBoundaryVersion,
+    NotFound,
+)
 from geo_service.locator.locator import VersionInfo
-from geo_service.planning.validation_report import layout_problems, problem_dict, severity
+from geo_service.planning.layout_store import store_layout
+from geo_service.planning.validation_report import (
+    layout_problems,
+    problem_dict,
+    problem_severity,
+)
 from geo_service.routing import seed_units
 from geo_service.settings import LayoutLimitSettings, PlanningSettings
 from geo_service.store import versions as store
@@ -166,7 +178,7 @@ def create_draft(
         seed_units(conn, vid, principal=principal)
         info = versions.get_version(conn, vid)
     counts = {str(k): int(v) for k, v in frame["level"].value_counts().items()}
-    errors = sum(severity(p.kind) == "error" for p in problems)
+    errors = sum(problem_severity(p) == "error" for p in problems)
     return DraftCreated(info, counts, new, shared, errors, len(problems) - errors)
 
 
@@ -193,14 +205,17 @@ def members(
     codes: list[str] | None = None,
     level: str | None = None,
     parent_code: str | None = None,
+    within: tuple[float, float, float, float] | None = None,
 ) -> list[StoredArea]:
-    """Areas of a version, filtered by codes, level and parent; ordered by code."""
+    """Areas of a version, filtered by codes, level, parent and a lon/lat box they touch;
+    ordered by code."""
     rows = store.areas_of(
         conn,
         version_id,
         codes=codes,
         levels=(level,) if level is not None else None,
         parent_code=parent_code,
+        within=within,
     )
     return [
         StoredArea(
@@ -265,3 +280,67 @@ def swap_areas(
     ids = store.add_areas(conn, version_id, layout_frame(records)).ids if records else []
     seed_units(conn, version_id, principal=principal)  # units for the new codes (idempotent)
     return ids
+
+
+def copy_draft(
+    conn: Connection, base_id: int, label: str, *, principal: Principal | None = None
+) -> VersionInfo:
+    """A new draft holding every area of version ``base_id`` as it is (the same stored rows):
+    where a planner starts editing the version in force. 404 for no such version, 409 when the
+    label is taken."""
+    label = check_label(label)
+    base = versions.get_version(conn, int(base_id))
+    frame = versions.load_areas(conn, base.id)
+    if len(frame) == 0:
+        raise InvalidInput(f"version {base.label!r} holds no areas to copy")
+    vid = store_layout(conn, frame, label, f"copy of {base.label}", principal=principal)
+    return versions.get_version(conn, vid)
+
+
+MAX_FEATURES = 5000  # areas in one GeoJSON answer
+
+
+def areas_geojson(
+    conn: Connection,
+    version_id: int,
+    level: str,
+    *,
+    within: tuple[float, float, float, float] | None = None,
+    parent_code: str | None = None,
+) -> dict[str, Any]:
+    """The ``level`` areas of a version as a GeoJSON FeatureCollection (exact WGS84), those
+    touching ``within`` or under ``parent_code``; 404 for no such version, 422 over
+    :data:`MAX_FEATURES` (zoom in)."""
+    info = versions.get_version(conn, int(version_id))
+    found = members(conn, int(version_id), level=level, within=within, parent_code=parent_code)
+    if len(found) > MAX_FEATURES:
+        raise InvalidInput(
+            f"{len(found)} {level} areas match, over {MAX_FEATURES}: narrow the bbox or parent")
+    features = [
+        {
+            "type": "Feature",
+            "id": a.area_id,
+            "geometry": mapping(a.geom),
+            "properties": {
+                "code": a.code, "name": a.name, "level": a.level, "parent_code": a.parent_code,
+                "households": a.households, "population": a.population,
+                **{k: v for k, v in a.attributes.items() if k not in ("geometry",)},
+            },
+        }
+        for a in found
+    ]
+    return {"type": "FeatureCollection", "version": info.as_dict(), "features": features}
+
+
+def in_force_extent(conn: Connection) -> tuple[float, float, float, float] | None:
+    """The lon/lat box of the version in force (else of the newest version), None without any:
+    where the planner's map opens."""
+    listed = versions.list_versions(conn)
+    if not listed:
+        return None
+    try:
+        chosen = versions.version_in_force(conn)
+    except NoBoundaryVersion:
+        chosen = listed[0]
+    assert chosen.id is not None
+    return store.extent(conn, chosen.id)

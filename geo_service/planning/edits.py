@@ -25,9 +25,10 @@ from geo_service.boundaries.reader import MAX_VERTICES_PER_FEATURE
 from geo_service.coords import to_wgs84
 from geo_service.errors import InvalidCoordinates, InvalidGeometry, InvalidInput, TooLarge
 from geo_service.metric import local_metric, project
-from geo_service.planning.drafts import StoredArea, grid, lock_draft, swap_areas
+from geo_service.planning.drafts import StoredArea, grid, lock_draft, members, swap_areas
 from geo_service.planning.numbering import free_grid_codes, middle_latitude, reading_sequence
 from geo_service.planning.renumber import codes_in_use
+from geo_service.planning.topology import SAME_POINT_DEG, inserted
 
 POLYGONAL = ("Polygon", "MultiPolygon")
 LINEAR = ("LineString", "MultiLineString")
@@ -173,6 +174,7 @@ def split_grid(
     lock_draft(conn, version_id)
     old = _editable(grid(conn, version_id, code))
     pieces = [p for p in shapely.get_parts(split(old.geom, line)) if p.area > 0]
+    # the pieces (and, below, their neighbours) share the crossing points bit for bit
     if len(pieces) < 2:
         raise InvalidInput(
             f"the line does not cut grid {code!r} in pieces: it must cross the grid from one "
@@ -192,9 +194,48 @@ def split_grid(
         )
     ]
     swap_areas(conn, version_id, [old], records, principal=principal)
+    stitch_neighbours(conn, version_id, old, pieces, principal=principal)
     what = {"code": code, "created": [str(r["code"]) for r in records]}
     audit.record(conn, "boundary.grid_split", "boundary_version", version_id, principal, what)
     return [summary(r) for r in records]
+
+
+def stitch_neighbours(
+    conn: Connection,
+    version_id: int,
+    old: StoredArea,
+    pieces: Sequence[BaseGeometry],
+    *,
+    principal: Principal | None = None,
+) -> list[str]:
+    """Make the points where a split's line crossed grid ``old``'s boundary vertices of the
+    neighbouring grids too (the same coordinates, bit for bit), so the pieces and their
+    neighbours share every vertex: no sliver gap or overlap from float noise. The codes of the
+    neighbours changed."""
+    before = {tuple(c) for c in shapely.get_coordinates(old.geom).tolist()}
+    boundary = shapely.boundary(old.geom)
+    crossings = sorted(
+        c for c in {tuple(c) for p in pieces for c in shapely.get_coordinates(p).tolist()}
+        if c not in before and shapely.distance(boundary, shapely.Point(c)) <= SAME_POINT_DEG
+    )
+    if not crossings:
+        return []
+    minx, miny, maxx, maxy = shapely.bounds(old.geom)
+    pad = 10 * SAME_POINT_DEG
+    near = members(conn, version_id, level="grid", within=(minx - pad, miny - pad,
+                                                           maxx + pad, maxy + pad))
+    leaving, records = [], []
+    for n in near:
+        geom = n.geom
+        for c in crossings:
+            with_it = inserted(geom, (c[0], c[1]))
+            geom = geom if with_it is None else with_it
+        if geom is not n.geom:
+            leaving.append(n)
+            records.append(n.record(geometry=geom))
+    if leaving:
+        swap_areas(conn, version_id, leaving, records, principal=principal)
+    return [n.code for n in leaving]
 
 
 def shared_edge_m(a: BaseGeometry, b: BaseGeometry) -> float:
@@ -254,3 +295,37 @@ def _polygonal_union(a: StoredArea, b: StoredArea) -> BaseGeometry:
     parts = [p for p in shapely.get_parts(union) if p.geom_type in POLYGONAL]
     merged = parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
     return _valid_polygonal(merged, f"the union of {a.code!r} and {b.code!r}")
+
+
+EDITABLE_ATTRIBUTES = ("grid_worker", "grid_leader", "area_class")
+
+
+def edit_attributes(
+    conn: Connection,
+    version_id: int,
+    code: str,
+    changes: Mapping[str, Any],
+    *,
+    principal: Principal | None = None,
+) -> dict[str, Any]:
+    """Change grid ``code``'s name, households, population or attributes (grid worker, grid
+    leader, area class) in the draft; the geometry and code stay. ``None`` clears an attribute;
+    a key not given is kept."""
+    lock_draft(conn, version_id)
+    old = grid(conn, version_id, code)
+    fields: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "name" and (value is None or not str(value).strip()):
+            raise InvalidInput("a grid needs a name")
+        if key not in ("name", "households", "population", *EDITABLE_ATTRIBUTES):
+            raise InvalidInput(f"{key!r} is not an editable grid attribute")
+        fields[key] = value.strip() if isinstance(value, str) else value
+    if not fields:
+        raise InvalidInput("nothing to change: give name, households, population or an attribute")
+    record = old.record(**fields)
+    swap_areas(conn, version_id, [old], [record], principal=principal)
+    audit.record(conn, "boundary.grid_attributes", "boundary_version", version_id, principal,
+                 {"code": code, "changed": sorted(fields)})
+    out = summary(record)
+    out.update({k: record.get(k) for k in ("population", *EDITABLE_ATTRIBUTES)})
+    return out

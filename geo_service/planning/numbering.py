@@ -19,6 +19,7 @@ from geo_service.boundaries.codes import band_for, child_code, is_valid_code, re
 from geo_service.errors import Conflict, InvalidInput
 
 MAX_GRID_NUMBER = 999
+SAME_GROUND = 0.5  # intersection over union at which a reshaped grid still names its ground
 _M_PER_DEG = math.radians(1.0) * 6_371_008.8
 
 
@@ -62,3 +63,27 @@ def free_grid_codes(community: str, taken: Iterable[str], count: int) -> list[st
             f"community {community!r} has {len(out)} free grid number(s) left, {count} needed"
         )
     return out
+
+
+def same_ground(a: BaseGeometry, b: BaseGeometry) -> bool:
+    """Whether two lon/lat polygons are mostly the same piece of ground (intersection over
+    union at least :data:`SAME_GROUND`): a grid whose boundary moved keeps naming its ground."""
+    if not (shapely.is_valid(a) and shapely.is_valid(b)):
+        return bool(shapely.equals(a, b))
+    union = float(shapely.area(shapely.union(a, b)))
+    return union > 0 and float(shapely.area(shapely.intersection(a, b))) / union >= SAME_GROUND
+
+
+def carried_codes(
+    draft: Iterable[tuple[str, str, BaseGeometry]],
+    in_force: Iterable[tuple[str, str, BaseGeometry]],
+) -> set[str]:
+    """Codes of ``draft`` grids (code, community, geometry) that the version in force gives to
+    mostly the same ground in the same community: renumbering keeps them, and their order is
+    the version in force's business, not the draft's."""
+    known = {(code, parent): geom for code, parent, geom in in_force}
+    return {
+        code
+        for code, parent, geom in draft
+        if (old := known.get((code, parent))) is not None and same_ground(geom, old)
+    }

@@ -1,9 +1,12 @@
 """Codes of a draft's grids: which are in use, and renumbering in reading order.
 
 Renumbering works community by community. A grid whose geometry equals a grid of the same
-community in the version in force keeps that grid's code; every other grid takes, in reading
-order (north→south, west→east), the lowest numbers used neither by a kept grid nor by any grid
-of the version in force, so a code never comes to name another piece of ground.
+community in the version in force takes that grid's code; a grid whose code the version in
+force gives to mostly the same ground (:func:`~geo_service.planning.numbering.same_ground`: a
+moved boundary, a re-drawn upload) keeps it; every other grid takes, in reading order
+(north→south, west→east), the lowest numbers used neither by a kept grid nor by any grid of the
+version in force, so a code never comes to name another piece of ground, and grid 001 is never
+renamed 026 for a vertex moved.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from geo_service.auth import Principal
 from geo_service.boundaries import versions
 from geo_service.errors import NoBoundaryVersion
 from geo_service.planning.drafts import StoredArea, lock_draft, members, swap_areas
-from geo_service.planning.numbering import free_grid_codes, middle_latitude, reading_sequence
+from geo_service.planning.numbering import (
+    free_grid_codes,
+    middle_latitude,
+    reading_sequence,
+    same_ground,
+)
 from geo_service.store import versions as store
 
 
@@ -91,6 +99,14 @@ def renumber(
                     kept[g.code] = old.code
                     claimed.add(old.code)
                     break
+        by_code = {g.code: g for g in in_force if g.parent_code == community}
+        for i in order:  # a reshaped grid (a moved boundary, a re-drawn upload) keeps its code
+            g = kids[int(i)]
+            old_grid = by_code.get(g.code)
+            if (g.code not in kept and g.code not in claimed and old_grid is not None
+                    and same_ground(g.geom, old_grid.geom)):
+                kept[g.code] = g.code
+                claimed.add(g.code)
         rest = [kids[int(i)] for i in order if kids[int(i)].code not in kept]
         taken = claimed | {g.code for g in in_force if g.parent_code == community}
         fresh = free_grid_codes(community, taken, len(rest)) if rest else []

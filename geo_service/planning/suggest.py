@@ -44,7 +44,7 @@ from geo_service.planning.layout_store import store_layout
 from geo_service.planning.numbering import free_grid_codes, middle_latitude, reading_sequence
 from geo_service.planning.report_points import ReportPoints
 from geo_service.planning.splitting import split_polygon
-from geo_service.planning.validation_report import layout_problems, severity
+from geo_service.planning.validation_report import layout_problems, problem_severity
 from geo_service.planning.workload import balance, cv, per_grid
 from geo_service.settings import PlanningSettings
 from geo_service.store.versions import codes_ever_used
@@ -464,7 +464,7 @@ def suggest(
     a = options.report_weight if before.mean() > 0 else 0.0
     w_after = a * after / (before.mean() or 1.0) + (1 - a) * hh_after / (hh_before.mean() or 1.0)
     problems = layout_problems(plan.frame, limits)
-    errors = sum(severity(p.kind) == "error" for p in problems)
+    errors = sum(problem_severity(p) == "error" for p in problems)
 
     def rounded(x: float | None) -> float | None:
         return None if x is None else round(x, 4)

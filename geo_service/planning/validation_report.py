@@ -2,15 +2,17 @@
 
 The checks are the importer's (:func:`geo_service.boundaries.validation.validate_layout`:
 invalid polygons, codes, hierarchy, children outside their parent, overlaps and gaps between
-siblings) plus the planner's limits (grid area and households, from :class:`PlanningSettings`)
-and the numbering order. Errors block publishing (:func:`validation_errors`); a warning does
-not: codes out of reading order, which renumbering cannot always cure because unchanged grids
-keep their codes.
+siblings) plus the planner's size policy (area and households per level and area class, from
+:class:`PlanningSettings`) and the numbering order. Errors block publishing
+(:func:`validation_errors`); warnings do not: size limits (unless the policy makes them errors,
+and never for an area unchanged from the version in force) and codes out of reading order
+among the grids a renumber would number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,25 +27,52 @@ from sqlalchemy import Connection
 from geo_service.boundaries import versions
 from geo_service.boundaries.codes import is_valid_code
 from geo_service.boundaries.validation import Problem, validate_layout
-from geo_service.errors import Conflict
+from geo_service.errors import Conflict, NoBoundaryVersion
 from geo_service.locator.locator import VersionInfo
 from geo_service.metric import local_metric, project
-from geo_service.planning.numbering import middle_latitude, reading_sequence
+from geo_service.planning.numbering import carried_codes, middle_latitude, reading_sequence
 from geo_service.settings import PlanningSettings
+from geo_service.store import versions as store
 
 Severity = Literal["error", "warning"]
-WARNING_KINDS = frozenset({"code_order"})
+_SIZE_SUFFIXES = ("_too_small", "_too_large")
+WARNING_KINDS = frozenset({"code_order", "too_many_households"})
 _LISTED = 10  # codes named in a code-order message
 
 
+def is_size_kind(kind: str) -> bool:
+    """Whether ``kind`` is a size or household limit (``grid_too_large``, …)."""
+    return kind == "too_many_households" or kind.endswith(_SIZE_SUFFIXES)
+
+
 def severity(kind: str) -> Severity:
-    """``"warning"`` for problems that do not block publishing, ``"error"`` for the rest."""
-    return "warning" if kind in WARNING_KINDS else "error"
+    """``"warning"`` for problems that do not block publishing, ``"error"`` for the rest; size
+    limits are warnings here, a :class:`SizeProblem` says when the policy makes one an error."""
+    return "warning" if kind in WARNING_KINDS or is_size_kind(kind) else "error"
+
+
+@dataclass
+class SizeProblem(Problem):
+    """An area over or under its size or household limit, with what the policy makes of it."""
+
+    blocking: bool = False  # an error: the policy blocks on limits and the area was changed
+    inherited: bool = False  # the area is unchanged from the version in force
+    area_class: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "inherited": self.inherited, "area_class": self.area_class}
+
+
+def problem_severity(problem: Problem) -> Severity:
+    """The severity of one problem: a size problem is an error only when it blocks."""
+    if isinstance(problem, SizeProblem):
+        return "error" if problem.blocking else "warning"
+    return severity(problem.kind)
 
 
 def problem_dict(problem: Problem, geometry: BaseGeometry | None = None) -> dict[str, Any]:
     """JSON form of a problem with its severity (and a GeoJSON geometry when given)."""
-    out = {**problem.as_dict(), "severity": severity(problem.kind)}
+    out = {**problem.as_dict(), "severity": problem_severity(problem)}
     if geometry is not None:
         out["geometry"] = mapping(geometry)
     return out
@@ -54,56 +83,116 @@ def _point(geom: BaseGeometry) -> tuple[float, float]:
     return (round(float(p.x), 8), round(float(p.y), 8))
 
 
-def _usable_grids(frame: gpd.GeoDataFrame) -> np.ndarray:
-    """Mask of grids whose geometry is valid, non-empty polygonal: the ones that can be measured."""
+def _usable(frame: gpd.GeoDataFrame, levels: set[str] | None = None) -> np.ndarray:
+    """Mask of areas (grids unless ``levels``) whose geometry is valid, non-empty polygonal:
+    the ones that can be measured."""
     geoms = frame.geometry.to_numpy()
     return (
-        (frame["level"].to_numpy() == "grid")
+        np.isin(frame["level"].to_numpy(dtype=object), sorted(levels or {"grid"}))
         & shapely.is_valid(geoms)
         & ~shapely.is_empty(geoms)
         & (shapely.area(geoms) > 0)
     )
 
 
-def size_problems(frame: gpd.GeoDataFrame, limits: PlanningSettings) -> list[Problem]:
-    """Grids under or over the area limits, or holding more households than allowed."""
+def _usable_grids(frame: gpd.GeoDataFrame) -> np.ndarray:
+    return _usable(frame)
+
+
+def area_classes(frame: gpd.GeoDataFrame, attribute: str) -> dict[str, str]:
+    """The class (e.g. urban / rural) of every area: its own ``attribute``, else its nearest
+    ancestor's; areas with no class anywhere up the chain are left out."""
+    if attribute not in frame.columns:
+        return {}
+    codes = frame["code"].to_numpy(dtype=object)
+    parent_of = dict(zip(codes, frame["parent_code"].to_numpy(dtype=object), strict=True))
+    own = {
+        str(c): str(v).strip()
+        for c, v in zip(codes, frame[attribute].to_numpy(dtype=object), strict=True)
+        if isinstance(v, str) and v.strip()
+    }
+    out: dict[str, str] = {}
+    for code in codes:
+        seen, node = 0, code
+        while node and seen < 8:  # four levels; a cycle cannot loop for ever
+            if node in own:
+                out[str(code)] = own[node]
+                break
+            node, seen = parent_of.get(node), seen + 1
+    return out
+
+
+def _class_note(area_class: str | None) -> str:
+    return f" ({area_class})" if area_class else ""
+
+
+def size_problems(
+    frame: gpd.GeoDataFrame,
+    limits: PlanningSettings,
+    unchanged: AbstractSet[str] = frozenset(),
+) -> list[Problem]:
+    """Areas under or over their area limits, or holding more households than allowed.
+
+    Limits come per level and area class (:meth:`PlanningSettings.limit_for`). A problem
+    blocks publishing only when the policy says so (``size_limits_block``) and the area is not
+    in ``unchanged`` (codes whose area the version in force holds as it is): a draft is judged
+    on the areas it changes, not on what the layout in force already breaks.
+    """
     problems: list[Problem] = []
-    ix = np.flatnonzero(_usable_grids(frame))
+    ix = np.flatnonzero(_usable(frame, limits.limited_levels()))
     if len(ix) == 0:
         return problems
     codes = frame["code"].to_numpy(dtype=object)[ix]
+    levels = frame["level"].to_numpy(dtype=object)[ix]
     geoms = frame.geometry.to_numpy()[ix]
     areas = np.asarray(shapely.area(project(geoms, local_metric(frame.total_bounds))))
-    for code, geom, area in zip(codes, geoms, areas, strict=True):
-        if area < limits.grid_min_m2:
-            problems.append(Problem(
-                "grid_too_small",
-                f"grid {code!r} covers {area:.0f} m², under the minimum of "
-                f"{limits.grid_min_m2:.0f} m²", [code], _point(geom), float(area), geom))
-        elif area > limits.grid_max_m2:
-            problems.append(Problem(
-                "grid_too_large",
-                f"grid {code!r} covers {area:.0f} m², over the maximum of "
-                f"{limits.grid_max_m2:.0f} m²", [code], _point(geom), float(area), geom))
-    if "households" in frame.columns:
-        households = pd.to_numeric(frame["households"], errors="coerce").to_numpy()[ix]
-        for k in np.flatnonzero(households > limits.grid_max_households):
-            problems.append(Problem(
-                "too_many_households",
-                f"grid {codes[k]!r} holds {int(households[k])} households, over the maximum of "
-                f"{limits.grid_max_households}", [codes[k]], _point(geoms[k]),
-                float(areas[k]), geoms[k]))
+    households = (
+        pd.to_numeric(frame["households"], errors="coerce").to_numpy()[ix]
+        if "households" in frame.columns else np.full(len(ix), np.nan)
+    )
+    classes = area_classes(frame, limits.area_class_attribute)
+    for code, level, geom, area, held in zip(codes, levels, geoms, areas, households,
+                                             strict=True):
+        cls = classes.get(str(code))
+        limit = limits.limit_for(str(level), cls)
+        inherited = str(code) in unchanged
+        found: list[tuple[str, str]] = []
+        if limit.min_m2 is not None and area < limit.min_m2:
+            found.append((f"{level}_too_small",
+                          f"{level} {code!r}{_class_note(cls)} covers {area:.0f} m², under the "
+                          f"minimum of {limit.min_m2:.0f} m²"))
+        elif limit.max_m2 is not None and area > limit.max_m2:
+            found.append((f"{level}_too_large",
+                          f"{level} {code!r}{_class_note(cls)} covers {area:.0f} m², over the "
+                          f"maximum of {limit.max_m2:.0f} m²"))
+        if limit.max_households is not None and np.isfinite(held) and held > limit.max_households:
+            found.append(("too_many_households",
+                          f"{level} {code!r}{_class_note(cls)} holds {int(held)} households, "
+                          f"over the maximum of {limit.max_households}"))
+        for kind, message in found:
+            if inherited:
+                message += " (unchanged from the version in force)"
+            problems.append(SizeProblem(
+                kind, message, [str(code)], _point(geom), float(area), geom,
+                blocking=limits.size_limits_block and not inherited, inherited=inherited,
+                area_class=cls))
     return problems
 
 
-def order_problems(frame: gpd.GeoDataFrame) -> list[Problem]:
-    """Communities whose grid codes do not follow north→south, west→east reading order."""
+def order_problems(
+    frame: gpd.GeoDataFrame, carried: AbstractSet[str] = frozenset()
+) -> list[Problem]:
+    """Communities whose grid codes do not follow north→south, west→east reading order.
+
+    Grids in ``carried`` (codes the version in force gives to the same ground) are left out:
+    renumbering keeps them, so only the grids it numbers are held to reading order.
+    """
     problems: list[Problem] = []
     codes = frame["code"].to_numpy(dtype=object)
     parents = frame["parent_code"].to_numpy(dtype=object)
     well_coded = np.array(
-        [is_valid_code(c, "grid") and str(c).startswith(str(p)) for c, p in zip(codes, parents,
-                                                                               strict=True)],
+        [is_valid_code(c, "grid") and str(c).startswith(str(p)) and c not in carried
+         for c, p in zip(codes, parents, strict=True)],
         dtype=bool,
     )
     ix = np.flatnonzero(_usable_grids(frame) & well_coded)
@@ -129,13 +218,49 @@ def order_problems(frame: gpd.GeoDataFrame) -> list[Problem]:
     return problems
 
 
-def layout_problems(frame: gpd.GeoDataFrame, limits: PlanningSettings) -> list[Problem]:
-    """Every problem of a layout frame (WGS84; code, name, level, parent_code, geometry)."""
+def layout_problems(
+    frame: gpd.GeoDataFrame,
+    limits: PlanningSettings,
+    *,
+    unchanged: AbstractSet[str] = frozenset(),
+    carried: AbstractSet[str] = frozenset(),
+) -> list[Problem]:
+    """Every problem of a layout frame (WGS84; code, name, level, parent_code, geometry);
+    ``unchanged`` and ``carried`` as :func:`size_problems` and :func:`order_problems` take them."""
     return [
         *validate_layout(frame, limits.tolerance_m2),
-        *size_problems(frame, limits),
-        *order_problems(frame),
+        *size_problems(frame, limits, unchanged),
+        *order_problems(frame, carried),
     ]
+
+
+def compared_with_in_force(
+    conn: Connection, version_id: int, frame: gpd.GeoDataFrame
+) -> tuple[set[str], set[str]]:
+    """Codes of version ``version_id``'s areas unchanged from the version in force (the same
+    stored row under the same code) and grid codes carried over for the same ground; for the
+    version in force itself, compared with the version it replaced; empty with no such base."""
+    try:
+        base: int | None = versions.version_in_force(conn).id
+    except NoBoundaryVersion:
+        return set(), set()
+    if base == version_id:
+        base = store.replaced_by(conn, version_id)
+    if base is None or base == version_id or len(frame) == 0:
+        return set(), set()
+    before = versions.load_areas(conn, base, ("grid",))
+    rows = store.areas_of(conn, base, geometry=False)
+    held = {(int(r.area_id), r.code) for r in rows}
+    unchanged = {
+        str(c) for a, c in zip(frame["area_id"], frame["code"], strict=True)
+        if (int(a), c) in held
+    }
+    grids = frame[frame["level"] == "grid"]
+    carried = carried_codes(
+        zip(grids["code"], grids["parent_code"], grids.geometry, strict=True),
+        zip(before["code"], before["parent_code"], before.geometry, strict=True),
+    )
+    return unchanged, carried
 
 
 @dataclass
@@ -148,11 +273,11 @@ class ValidationReport:
 
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.problems if severity(p.kind) == "error"]
+        return [p for p in self.problems if problem_severity(p) == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if severity(p.kind) == "warning"]
+        return [p for p in self.problems if problem_severity(p) == "warning"]
 
     def geometry_of(self, problem: Problem) -> BaseGeometry | None:
         """The problem's own geometry, else its first area's, else its location point."""
@@ -185,7 +310,7 @@ class ValidationReport:
             features.append({
                 "type": "Feature",
                 "geometry": mapping(geom) if geom is not None else None,
-                "properties": {**p.as_dict(), "severity": severity(p.kind)},
+                "properties": {**p.as_dict(), "severity": problem_severity(p)},
             })
         return {"type": "FeatureCollection", "version": self.version.as_dict(),
                 "features": features}
@@ -202,7 +327,9 @@ def validation_report(
         empty = Problem("empty_version", f"version {info.label!r} holds no areas", [])
         return ValidationReport(info, [empty])
     geoms = dict(zip(frame["code"], frame.geometry, strict=True))
-    return ValidationReport(info, layout_problems(frame, limits), geoms)
+    unchanged, carried = compared_with_in_force(conn, int(version_id), frame)
+    problems = layout_problems(frame, limits, unchanged=unchanged, carried=carried)
+    return ValidationReport(info, problems, geoms)
 
 
 def validation_errors(

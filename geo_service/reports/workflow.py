@@ -193,7 +193,8 @@ def _record(
                 "to_status": s.to_status,
                 "unit_id": s.changes.get("unit_id", s.case.unit_id),
                 "actor_key_id": principal.key_id if principal else None,
-                "actor": principal.role if principal else "system",
+                # a signed-in user is named (the timeline's "who"); a machine key by its role
+                "actor": (principal.username or principal.role) if principal else "system",
                 "note": s.note,
                 "dispatch_due_at": s.changes.get("dispatch_due_at"),
                 "handle_due_at": s.changes.get("handle_due_at"),

@@ -314,3 +314,53 @@ def reference_figures(
             "channels": list(channels),
         },
     ).all()
+
+
+# --------------------------------------------------------------------------- case lists
+
+# The printed lists' lines, as of a moment: each case's place, unit and deadline, read from
+# its events at or before :as_of (the handling deadline in force then; its status then; its
+# first supervision; its last ``complete`` unless a ``rework`` came after it). Public fields
+# only: never the reporter, the description or the photos.
+_CASE_ROWS: Final = text("""
+SELECT r.id, r.category, r.urgency, r.grid_code, g.name AS grid_name, u.name AS unit_name,
+    r.reported_at, coalesce(h.handle_due_at, r.handle_due_at) AS deadline,
+    coalesce(s.to_status, 'discovered') AS status, sup.at AS supervised_at,
+    CASE WHEN hr.action = 'complete' THEN hr.at END AS handled_at
+FROM reports r
+LEFT JOIN units u ON u.id = r.unit_id
+LEFT JOIN LATERAL (
+    SELECT a.name FROM areas a WHERE a.code = r.grid_code ORDER BY a.id DESC LIMIT 1
+) g ON true
+LEFT JOIN LATERAL (
+    SELECT e.handle_due_at FROM report_events e
+    WHERE e.report_id = r.id AND e.at <= :as_of AND e.handle_due_at IS NOT NULL
+    ORDER BY e.at DESC, e.id DESC LIMIT 1
+) h ON true
+LEFT JOIN LATERAL (
+    SELECT e.to_status FROM report_events e
+    WHERE e.report_id = r.id AND e.at <= :as_of AND e.to_status IS NOT NULL
+    ORDER BY e.at DESC, e.id DESC LIMIT 1
+) s ON true
+LEFT JOIN LATERAL (
+    SELECT min(e.at) AS at FROM report_events e
+    WHERE e.report_id = r.id AND e.at <= :as_of AND e.action = 'supervise'
+) sup ON true
+LEFT JOIN LATERAL (
+    SELECT e.action, e.at FROM report_events e
+    WHERE e.report_id = r.id AND e.at <= :as_of AND e.action IN ('complete', 'rework')
+    ORDER BY e.at DESC, e.id DESC LIMIT 1
+) hr ON true
+WHERE r.id = ANY(CAST(:ids AS bigint[]))
+ORDER BY r.id
+""")
+
+
+def case_rows(conn: Connection, ids: Sequence[int], as_of: dt.datetime) -> Sequence[Any]:
+    """The printed lists' lines of some cases as of ``as_of``: id, category, urgency, grid
+    code and name, unit name, reported_at, the handling ``deadline`` in force then, the
+    ``status`` then, ``supervised_at`` and ``handled_at`` (None unless handling was done
+    then); ordered by id. No personal data."""
+    if not ids:
+        return []
+    return conn.execute(_CASE_ROWS, {"ids": [int(i) for i in ids], "as_of": as_of}).all()

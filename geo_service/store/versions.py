@@ -271,8 +271,10 @@ def areas_of(
     levels: Sequence[str] | None = None,
     parent_code: str | None = None,
     geometry: bool = True,
+    within: Box | None = None,
 ) -> list[AnyRow]:
-    """Areas of a version (or of several), filtered by codes, levels and parent, by code.
+    """Areas of a version (or of several), filtered by codes, levels, parent and a lon/lat box
+    their bounding box meets (``within``: minx, miny, maxx, maxy), by code.
 
     Rows: version_id, area_id, code, name, level, parent_code, households, population,
     attributes and, when ``geometry``, ``wkb`` (exact WGS84 coordinates).
@@ -293,6 +295,9 @@ def areas_of(
         query = query.where(va.c.level == _array("levels", levels, String))
     if parent_code is not None:
         query = query.where(a.c.parent_code == parent_code)
+    if within is not None:
+        envelope = func.ST_MakeEnvelope(*(float(v) for v in within), 4326)
+        query = query.where(a.c.geom.op("&&")(envelope))  # bounding boxes: the index alone
     return list(conn.execute(query.order_by(va.c.code, va.c.version_id)).all())
 
 

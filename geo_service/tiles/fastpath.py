@@ -6,7 +6,9 @@ request whose tile is in the cache under the current generation is answered here
 same status and headers the route would give — a request with a key only while this worker's
 key store vouches for that key without a query (:meth:`geo_service.auth.KeyStore.known`: looked
 up under a generation read less than ``GEO_AUTH_KEY_RECHECK_S`` ago, so a revoked key falls
-through to the route as fast as anywhere else); anything else goes on to the route. The fast
+through to the route as fast as anywhere else); a request with a session cookie and no key
+(a signed-in page) always goes to the route, which never remembers it; anything else goes on
+to the route. The fast
 path only skips work, never a rule: parsing, privacy and cache keys are the route's.
 """
 
@@ -45,12 +47,17 @@ class TileHitMiddleware:
             service: Any = getattr(scope["app"].state, "tiles", None)
             if service is not None:
                 auth = inm = None
+                session = False
                 for name, value in scope["headers"]:
                     if name == b"authorization":
                         auth = value
                     elif name == b"if-none-match":
                         inm = value.decode("latin-1")
-                found = service.hit((scope["path"], scope["query_string"], auth))
+                    elif name == b"cookie" and b"gs_session=" in value:
+                        session = True  # a signed-in page: its role's view, from the route
+                found = None
+                if auth is not None or not session:
+                    found = service.hit((scope["path"], scope["query_string"], auth))
                 if found is not None and auth is not None and not _vouched(scope, auth):
                     found = None
                 if found is not None:

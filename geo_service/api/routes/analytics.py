@@ -126,7 +126,9 @@ async def hotspots_layer(
     per_household: bool = False,
     method: Literal["analytic", "permutation"] = "analytic",
     permutations: Annotated[int, Query(ge=1, le=hotspots.MAX_PERMUTATIONS)] = 999,
-    seed: int | None = None,
+    seed: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="permutation seed, for reproducible p")
+    ] = None,
     fdr: bool = True,
     *,
     who: CallerDep,

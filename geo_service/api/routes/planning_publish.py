@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
@@ -39,13 +39,13 @@ from geo_service.api.models import (
     Switched,
 )
 from geo_service.api.responses import JSONBytes
+from geo_service.api.session import LoginRequired, PageForbidden
 from geo_service.auth import Principal
 from geo_service.boundaries import publish, versions
 from geo_service.boundaries.versions import parse_date
 from geo_service.errors import InvalidInput, NoBoundaryVersion, StorableText
 from geo_service.locator.registry import VersionRegistry
 from geo_service.planning import area_history as history
-from geo_service.planning import require_draft_reader
 from geo_service.planning.diff_map import diff_page
 from geo_service.planning.grid_diff import diff_grids
 from geo_service.planning.impact import side, version_impact
@@ -232,25 +232,48 @@ async def area_history(code: AreaCode, engine: EngineDep) -> JSONBytes:
     return JSONBytes(await asyncio.to_thread(run))
 
 
-@router.get("/maps/versions/{version_id}/diff", response_class=HTMLResponse)
+async def page_reader(request: Request, who: CallerDep) -> Principal:
+    """Who may open the planners' pages (diff map): a signed-in planner, operator or admin (a
+    session, or a key of those roles for scripts). Anonymous: 303 to the sign-in page; another
+    role: the 403 page."""
+    if who is None:
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(path)
+    if who.role not in READERS:
+        raise PageForbidden(who, ("planner", "operator"))
+    return who
+
+
+PageReaderDep = Annotated[Principal, Depends(page_reader)]
+
+
+_PAGE_403 = {
+    "description": "a signed-in role that may not see the page (an HTML page in Chinese), or "
+                   "a key's role (JSON)",
+    "content": {**ERRORS[403]["content"], "text/html": {"schema": {"type": "string"}}},
+}
+
+
+@router.get(
+    "/maps/versions/{version_id}/diff",
+    response_class=HTMLResponse,
+    responses={303: {"description": "anonymous: sent to /login?next=…"}, 403: _PAGE_403},
+)
 async def diff_map(
     version_id: VersionId,
     engine: EngineDep,
     registry: RegistryDep,
-    who: CallerDep,
+    _: PageReaderDep,
     against: Against = None,
 ) -> HTMLResponse:
-    """A map of what a draft changes against the version in force (or ``against``); a draft
-    on either side needs a planner, operator or admin key."""
+    """A map of what a version changes against the version in force (or ``against``), for a
+    signed-in planner, operator or admin."""
 
     def run() -> str:
         with engine.connect() as conn:
             base_id = against if against is not None else _version_id(conn, "current")
             if base_id == version_id:
                 raise InvalidInput("a version compared with itself changes nothing")
-            statuses = {versions.get_version(conn, v).status for v in (version_id, base_id)}
-            if "draft" in statuses:
-                require_draft_reader(who)
             draft = side(registry, conn, version_id)
             base = side(registry, conn, base_id)
         return diff_page(base, draft, diff_grids(base.areas, draft.areas))

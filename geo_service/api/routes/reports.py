@@ -114,7 +114,7 @@ async def file_report(
     except ValidationError as exc:
         raise InvalidInput(f"invalid report: {_problem(exc)}") from exc
     loc, table = await locators.get(), await routing.get()
-    key = f"{principal.key_id}:{idempotency_key}" if idempotency_key else None
+    key = f"{principal.ref}:{idempotency_key}" if idempotency_key else None
     outcome = (await asyncio.to_thread(_store, engine, [item], [key], loc, table, principal))[0]
     if outcome.status == "stored":
         return JSONBytes(outcome.report, status_code=201)
@@ -196,7 +196,7 @@ async def file_reports(
             slots.append(i)
         except ValidationError as exc:
             answers[i] = {"index": i, "status": "refused", "reason": _problem(exc)}
-    keys = [f"{principal.key_id}:ext:{it.external_id}" if it.external_id else None for it in items]
+    keys = [f"{principal.ref}:ext:{it.external_id}" if it.external_id else None for it in items]
     loc, table = await locators.get(), await routing.get()
     outcomes = await asyncio.to_thread(_store, engine, items, keys, loc, table, principal)
     for i, o in zip(slots, outcomes, strict=True):

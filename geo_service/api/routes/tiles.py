@@ -135,7 +135,8 @@ async def get_tile(
     private = who is not None
     raw = request.scope
     auth = next((v for k, v in raw["headers"] if k == b"authorization"), None)
-    service.remember((raw["path"], raw["query_string"], auth), spec, tile, q, private)
+    if who is None or auth is not None:  # a session's view never under the public's key
+        service.remember((raw["path"], raw["query_string"], auth), spec, tile, q, private)
     cached, hit = await service.tile(spec, tile, q)
     status, headers, body = tile_answer(
         cached, hit, request.headers.get("if-none-match"), private, service.settings.max_age_s
