@@ -746,6 +746,8 @@ def demo(
         console.print(f"  {name:<9} {secret}", markup=False)
     console.print("open:")
     for path in (
+        "/planner",
+        f"/v1/stats/report?period=month&date={dt.date.today().isoformat()}&format=pdf",
         "/docs",
         "/health",
         "/v1/boundaries/versions",
