@@ -33,8 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine
 
 from geo_service import audit
-from geo_service.auth import Principal
-from geo_service.db.schema import ROLES
+from geo_service.auth import Principal, check_role_scope
 from geo_service.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
 from geo_service.settings import SessionSettings
 from geo_service.store import sessions, users
@@ -82,12 +81,10 @@ def create_user(
     principal: Principal | None = None,
 ) -> int:
     """Add a user with an argon2 hash of ``password``; its id. 422 for an unknown role, a
-    grid worker without scope or an empty password, 409 when the name is taken; audited."""
+    grid worker without scope, a scope on another role or an empty password, 409 when the
+    name is taken; audited."""
     username = check_username(username)
-    if role not in ROLES:
-        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    if role == "grid_worker" and not scope:
-        raise InvalidInput("a grid_worker user needs the area code it covers (--scope)")
+    check_role_scope(role, scope, "user")
     if not password or not password.strip():
         raise InvalidInput("the password is empty")
     if len(password) > PASSWORD_MAX:

@@ -69,6 +69,20 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def check_role_scope(role: str, scope: str | None, holder: str) -> None:
+    """422 for an unknown role, a grid worker without the area it covers, or a scope on any
+    other role (only grid workers are narrowed to an area; the others see the district, so a
+    scope there would promise a narrowing nothing applies)."""
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if role == "grid_worker" and not scope:
+        raise InvalidInput(f"a grid_worker {holder} needs the area code it covers (--scope)")
+    if role != "grid_worker" and scope:
+        raise InvalidInput(
+            f"--scope narrows grid workers only: a {role} {holder} sees the whole district"
+        )
+
+
 def create_key(
     conn: Connection,
     role: str,
@@ -79,10 +93,7 @@ def create_key(
 ) -> str:
     """Store a new key's hash and return the key itself (shown once, never stored); audited
     as done by ``principal`` (None: the local account)."""
-    if role not in ROLES:
-        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    if role == "grid_worker" and not scope:
-        raise InvalidInput("a grid_worker key needs the area code it covers (--scope)")
+    check_role_scope(role, scope, "key")
     key = "gs_" + secrets.token_urlsafe(32)
     key_id = keys.insert_key(conn, hash_key(key), key[:10], role, label, scope)
     details = {"role": role, "prefix": key[:10], "label": label, "scope": scope}

@@ -127,6 +127,8 @@ def test_cli_creates_lists_and_disables_users_never_showing_a_hash(
         (["cli_dup", "--role", "planner"], "pw\n", "exists already"),
         (["cli_empty", "--role", "planner"], "\n", "password is empty"),
         (["cli_gw", "--role", "grid_worker"], "pw\n", "needs the area code"),
+        (["cli_op", "--role", "operator", "--scope", "330411"], "pw\n",
+         "narrows grid workers only"),
         (["two words", "--role", "planner"], "pw\n", "no spaces"),
     ],
 )

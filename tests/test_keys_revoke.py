@@ -72,6 +72,16 @@ def test_revoke_by_id_prefix_or_label(engine: Engine, database_url: str, monkeyp
     assert key not in listed.output and key[10:30] not in listed.output  # never the key
 
 
+def test_a_scope_is_for_grid_workers_only(database_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Only grid workers are narrowed to an area: a scope on another role would promise a
+    narrowing nothing applies, so it is refused, and a grid worker's is required."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    scoped = runner.invoke(app, ["keys", "create", "--role", "operator", "--scope", "330411"])
+    assert scoped.exit_code == 2 and "narrows grid workers only" in scoped.output
+    bare = runner.invoke(app, ["keys", "create", "--role", "grid_worker"])
+    assert bare.exit_code == 2 and "needs the area code" in bare.output
+
+
 def test_an_ambiguous_label_revokes_nothing(engine: Engine) -> None:
     first, _ = _new_key(engine, label="shared-label")
     second, _ = _new_key(engine, label="shared-label")
