@@ -267,6 +267,27 @@ def test_a_signed_in_page_is_rated_as_its_role_not_as_the_public(
         assert [c.get("/login").status_code for _ in range(2)] == [200, 429]
 
 
+def test_each_session_has_its_own_buckets_so_a_wall_of_screens_on_one_account_is_not_starved(
+    database_url: str, engine: Engine
+) -> None:
+    make_user(engine, "op_wall", "operator", "pw-wall")
+    rates = RateLimitSettings(enabled=True, operator="cheap=100/100,standard=100/100,costly=0.01/2")
+    costly = "/v1/stats/indicators?period=day&date=2025-06-01&by=area&level=town"
+    with service(database_url, rates=rates) as c:
+        screens = []
+        for _ in range(2):  # two screens signed in as the same duty account
+            c.cookies.clear()
+            assert sign_in(c, "op_wall", "pw-wall").status_code == 303
+            screens.append(c.cookies["gs_session"])
+        c.cookies.clear()
+
+        def ask(token: str) -> int:
+            return c.get(costly, headers={"Cookie": f"gs_session={token}"}).status_code
+
+        assert [ask(screens[0]) for _ in range(3)] == [200, 200, 429]  # its burst of 2
+        assert [ask(screens[1]) for _ in range(2)] == [200, 200]  # the other screen's own
+
+
 def test_a_signed_in_pages_tile_is_never_served_to_the_public_from_the_tile_cache(
     database_url: str, engine: Engine
 ) -> None:

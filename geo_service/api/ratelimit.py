@@ -9,9 +9,11 @@ maps and the diff map, uploads, impact, validation, suggestions, statistics, exp
 
 * a key (``Authorization: Bearer``) has its own buckets at its role's rates; the key is
   looked up once per request (:func:`geo_service.api.deps.key_owner` reuses the answer);
-* a signed-in page (the ``gs_session`` cookie, no key) likewise has its user's own buckets
-  at its role's rates and its role's timeout; the session is looked up once per request
-  (:func:`geo_service.api.session.page_user` reuses the answer), never for ``/static`` files;
+* a signed-in page (the ``gs_session`` cookie, no key) has its session's own buckets at its
+  user's role's rates and its role's timeout: a wall of four screens signed in as one duty
+  account is four callers, as four browsers are (a second session costs a password, and
+  sign-ins are slowed); the session is looked up once per request
+  (:func:`geo_service.api.session.current_session` reuses the answer), never for ``/static``;
 * the public is counted per client address (an IPv6 address per /64) at ``anonymous`` rates,
   and all of the public together at ``anonymous_all``, so many addresses cannot starve staff;
 * an unknown or revoked key is charged to its address like the public, and to the address's
@@ -46,10 +48,10 @@ from sqlalchemy import Engine, event
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from geo_service.accounts import SESSION_COOKIE
+from geo_service.accounts import SESSION_COOKIE, Session
 from geo_service.api.deps import key_owner
 from geo_service.api.responses import error_response
-from geo_service.api.session import page_user
+from geo_service.api.session import current_session
 from geo_service.auth import Principal
 from geo_service.db.schema import ROLES
 from geo_service.errors import RateLimited
@@ -200,8 +202,10 @@ class RateLimitMiddleware:
         refusal: RateLimited | None = None
         if header is None:
             signed_in = await self._signed_in(scope)
-            if signed_in is not None:  # a page's session: its user's role, like a key
-                role, refusal = signed_in.role, self._charge_principal(scope, signed_in)
+            if signed_in is not None:  # a page's session: its user's role, its own buckets
+                who = signed_in.principal
+                role = who.role
+                refusal = self._charge_principal(scope, who, f"s{signed_in.session_id}")
             elif self.enabled:
                 refusal = self._charge_public(scope, time.monotonic())
         else:
@@ -255,22 +259,24 @@ class RateLimitMiddleware:
             failures.take(address, now)
         return "", self._charge_public(scope, now)
 
-    def _charge_principal(self, scope: Scope, principal: Principal) -> RateLimited | None:
-        """Charge a key's or a signed-in user's own bucket for the route's class."""
+    def _charge_principal(
+        self, scope: Scope, principal: Principal, bucket: str | None = None
+    ) -> RateLimited | None:
+        """Charge a key's (or a session's: ``bucket``) own bucket for the route's class."""
         if not self.enabled:
             return None
         cls = route_class(scope["method"], scope["path"])
         buckets = self.keyed[principal.role, cls]
-        wait = buckets.take(principal.ref, time.monotonic())
+        wait = buckets.take(bucket or principal.ref, time.monotonic())
         if wait:
             who = f"role {principal.role}"
             return _limited(who, cls, buckets.rate, buckets.burst, wait)
         return None
 
     @staticmethod
-    async def _signed_in(scope: Scope) -> Principal | None:
-        """The signed-in user of the request's session cookie, None without one (or when the
-        lookup failed: the route's own lookup then answers); looked up once per request."""
+    async def _signed_in(scope: Scope) -> Session | None:
+        """The live session of the request's cookie, None without one (or when the lookup
+        failed: the route's own lookup then answers); looked up once per request."""
         app: Any = scope.get("app")
         if app is None or getattr(app.state, "engine", None) is None:
             return None
@@ -282,7 +288,7 @@ class RateLimitMiddleware:
         if SESSION_COOKIE not in request.cookies:
             return None
         try:
-            return await page_user(request)
+            return await current_session(request)
         except Exception:  # a database fault: answered by the route, through the error table
             return None
 

@@ -41,10 +41,19 @@
     return s ? "?" + s : "";
   }
 
-  function getJSON(path, params) {
+  /* a 429 (the session's rate for costly calls is spent) waits as long as the server's
+   * Retry-After says and asks again, twice at most, so a busy wall screen falls behind by
+   * seconds instead of showing an error */
+  function getJSON(path, params, retries) {
+    var left = retries === undefined ? 2 : retries;
     return fetch(path + query(params || {}), {
       credentials: "same-origin", headers: { Accept: "application/json" }
     }).then(function (r) {
+      if (r.status === 429 && left > 0) {
+        var wait = Math.min(30, Math.max(1, Number(r.headers.get("Retry-After")) || 1));
+        return new Promise(function (done) { window.setTimeout(done, wait * 1000); })
+          .then(function () { return getJSON(path, params, left - 1); });
+      }
       if (!r.ok) {
         return r.json().catch(function () { return {}; }).then(function (b) {
           throw new Error(b.message || b.detail || ("HTTP " + r.status));
