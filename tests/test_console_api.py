@@ -133,3 +133,18 @@ def test_the_console_calls_write_nothing(database_url: str, keys: dict[str, str]
         op = auth(keys["operator"])
         for path in (SUMMARY, "/v1/console/figures?period=week", "/v1/console/areas"):
             assert ro.get(path, headers=op).status_code == 200, path
+
+
+def test_a_status_and_a_channel_have_one_chinese_name_on_every_surface() -> None:
+    """The wall screen, Open311's status notes and the printed reports read one vocabulary
+    (the printed report once said 已立案 where the screen said 已受理)."""
+    from geo_service.console.i18n import channels, statuses
+    from geo_service.db.schema import CHANNELS, REPORT_STATUSES
+    from geo_service.protocols.open311 import status_notes
+    from geo_service.reports.taxonomy import CHANNEL_NAMES, STATUS_NAMES
+
+    assert set(STATUS_NAMES) == set(REPORT_STATUSES) and set(CHANNEL_NAMES) == set(CHANNELS)
+    assert statuses("zh") == {s: STATUS_NAMES[s] for s in REPORT_STATUSES}
+    assert channels("zh") == {c: CHANNEL_NAMES[c] for c in CHANNELS}
+    for status in REPORT_STATUSES:
+        assert status_notes(status, None, False).startswith(f"{STATUS_NAMES[status]} ({status})")

@@ -12,8 +12,7 @@ from typing import Final, Literal, get_args
 
 from geo_service.analytics.emerging import PATTERNS
 from geo_service.db.schema import CHANNELS, REPORT_STATUSES
-from geo_service.protocols.open311 import STATUS_LABELS
-from geo_service.reports.taxonomy import CATEGORIES
+from geo_service.reports.taxonomy import CATEGORIES, CHANNEL_NAMES, STATUS_NAMES
 
 Lang = Literal["zh", "en"]
 LANGS: Final[tuple[Lang, ...]] = get_args(Lang)
@@ -107,13 +106,6 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "role_planner": ("规划员", "planner"),
 }
 
-CHANNEL_ZH: Final[dict[str, str]] = {
-    "grid_app": "网格员上报",
-    "wechat": "微信公众号",
-    "hotline_12345": "12345热线",
-    "video_patrol": "视频巡查",
-    "visit": "群众来访",
-}
 CHANNEL_EN: Final[dict[str, str]] = {
     "grid_app": "Grid app",
     "wechat": "WeChat",
@@ -207,13 +199,13 @@ def categories(lang: Lang) -> dict[str, str]:
 
 def channels(lang: Lang) -> dict[str, str]:
     """Channel code → name, every channel the schema knows."""
-    names = CHANNEL_ZH if lang == "zh" else CHANNEL_EN
+    names = CHANNEL_NAMES if lang == "zh" else CHANNEL_EN
     return {c: names[c] for c in CHANNELS}
 
 
 def statuses(lang: Lang) -> dict[str, str]:
     """Report status → name, in loop order."""
-    names = STATUS_LABELS if lang == "zh" else STATUS_EN
+    names = STATUS_NAMES if lang == "zh" else STATUS_EN
     return {s: names[s] for s in REPORT_STATUSES}
 
 

@@ -33,7 +33,13 @@ from geo_service.db.schema import OPEN_STATUSES
 from geo_service.errors import GeoServiceError, InvalidInput, NotFound
 from geo_service.reports import disclosure
 from geo_service.reports.schemas import CHINA_TZ, ReportIn
-from geo_service.reports.taxonomy import CATEGORIES, CATEGORY_BY_CODE, CHANNELS, Category
+from geo_service.reports.taxonomy import (
+    CATEGORIES,
+    CATEGORY_BY_CODE,
+    CHANNELS,
+    STATUS_NAMES,
+    Category,
+)
 from geo_service.settings import PrivacySettings
 from geo_service.stats import catalogue
 from geo_service.store import reports as store
@@ -47,17 +53,6 @@ MAX_RADIUS_M: Final = 50_000.0
 MAX_ID: Final = 2**63 - 1  # report ids are bigint
 
 LEVEL_NAMES: Final = {"community": "村(社区)", "town": "镇(街道)", "county": "区级"}
-STATUS_LABELS: Final = {
-    "discovered": "已上报",
-    "accepted": "已受理",
-    "dispatched": "已派遣",
-    "handling": "处置中",
-    "handled": "已处置",
-    "verified": "已核查",
-    "fed_back": "已反馈",
-    "evaluated": "已评价结案",
-    "rejected": "不予受理",
-}
 # where a ReportIn field came from, so a refusal names the Open311 parameter
 _PARAM_OF: Final = {
     "category": "service_code",
@@ -300,7 +295,7 @@ def viewing(f: RequestFilter, who: Principal | None, settings: PrivacySettings) 
 
 def status_notes(status: str, unit_name: str | None, overdue: bool) -> str:
     """Our detailed status, the unit handling it, and whether it is past its deadline."""
-    notes = f"{STATUS_LABELS.get(status, status)} ({status})"
+    notes = f"{STATUS_NAMES.get(status, status)} ({status})"
     if unit_name:
         notes += f"；承办单位：{unit_name}"
     return notes + ("；已超期 (overdue)" if overdue else "")

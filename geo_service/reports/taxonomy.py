@@ -16,6 +16,28 @@ from typing import Final
 from geo_service.db.schema import CHANNELS as CHANNELS
 from geo_service.db.schema import HANDLING_LEVELS as HANDLING_LEVELS
 
+# the Chinese names shown for each status and channel on every surface (the console, the
+# printed reports, Open311's status notes); the words follow the figures' definitions
+# (立案 accepted, 结案 evaluated: geo_service.stats.indicators)
+STATUS_NAMES: Final[dict[str, str]] = {
+    "discovered": "已上报",
+    "accepted": "已立案",
+    "dispatched": "已派遣",
+    "handling": "处置中",
+    "handled": "已处置",
+    "verified": "已核查",
+    "fed_back": "已反馈",
+    "evaluated": "已结案",
+    "rejected": "不予立案",
+}
+CHANNEL_NAMES: Final[dict[str, str]] = {
+    "grid_app": "网格员上报",
+    "wechat": "微信公众号",
+    "hotline_12345": "12345热线",
+    "video_patrol": "视频巡查",
+    "visit": "群众来访",
+}
+
 # the area level whose unit answers at each handling level
 AREA_LEVEL_OF: Final = {"community": "community", "town": "town", "county": "district"}
 

@@ -35,7 +35,7 @@ from geo_service.boundaries.codes import CODE_LENGTH
 from geo_service.db.schema import AreaLevel
 from geo_service.errors import Forbidden, InvalidInput
 from geo_service.reports.schemas import CHINA_TZ
-from geo_service.reports.taxonomy import CATEGORY_BY_CODE
+from geo_service.reports.taxonomy import CATEGORY_BY_CODE, STATUS_NAMES
 from geo_service.settings import StatsSettings
 from geo_service.stats.indicators import (
     GRADES,
@@ -62,11 +62,6 @@ MEDIA_TYPES: Final[dict[str, str]] = {
 }
 KIND_ZH: Final = {"day": "日报", "week": "周报", "month": "月报", "quarter": "季度报告"}
 LEVEL_ZH: Final = {"district": "区县", "town": "镇(街道)", "community": "村(社区)", "grid": "网格"}
-STATUS_ZH: Final = {
-    "discovered": "已上报", "accepted": "已立案", "dispatched": "已派遣", "handling": "处置中",
-    "handled": "已处置", "verified": "已核查", "fed_back": "已反馈", "evaluated": "已结案",
-    "rejected": "不予立案",
-}  # fmt: skip
 URGENCY_ZH: Final = {"normal": "一般", "urgent": "紧急"}
 GRADE_FILL: Final = {"A": "#2e7d32", "B": "#1565c0", "C": "#f9a825", "D": "#c62828", "E": "#c62828"}
 HOTSPOT_CLASSES: Final = (  # (class, colour, label), Esri's Gi_Bin palette
@@ -338,7 +333,7 @@ def _case_table(
                 "deadline": r.deadline.astimezone(CHINA_TZ) if r.deadline else None,
                 "supervised_at": r.supervised_at.astimezone(CHINA_TZ)
                 if r.supervised_at else None,
-                "status": STATUS_ZH.get(r.status, r.status),
+                "status": STATUS_NAMES.get(r.status, r.status),
                 "late": _late(r.deadline, as_of if open_ else r.handled_at),
             }
         )  # fmt: skip
