@@ -27,7 +27,7 @@ from geo_service.api.session import csrf_token, page_role
 from geo_service.app import create_app
 from geo_service.auth import Principal
 from geo_service.cli import app as cli
-from geo_service.db.schema import audit_log, user_sessions, users
+from geo_service.db.schema import ROLES, audit_log, user_sessions, users
 from geo_service.settings import (
     DatabaseSettings,
     RateLimitSettings,
@@ -49,7 +49,8 @@ def service(
     **sessions: Any,
 ) -> Iterator[TestClient]:
     """The app with these session settings, its own client address (the address throttle is
-    per address) and a test page ``/t/page`` for operators that prints its CSRF token."""
+    per address) and test pages that print their CSRF token: ``/t/page`` for operators,
+    ``/t/any`` for every role."""
     settings = Settings(
         database=DatabaseSettings(url=database_url),
         sessions=SessionSettings(**sessions),
@@ -63,6 +64,13 @@ def service(
         return PlainTextResponse(f"{who.username} {who.role} {csrf_token(request)}")
 
     app.add_api_route("/t/page", staff_page, methods=["GET"])
+
+    async def any_page(
+        request: Request, who: Annotated[Principal, Depends(page_role(*ROLES))]
+    ) -> PlainTextResponse:
+        return PlainTextResponse(f"{who.username} {who.role} {csrf_token(request)}")
+
+    app.add_api_route("/t/any", any_page, methods=["GET"])
     n = next(_addresses)
     with TestClient(app, base_url=base_url, client=(f"10.77.{n // 250}.{n % 250}", 5000)) as c:
         yield c
@@ -340,6 +348,34 @@ def test_a_disabled_user_loses_its_sessions_at_once_and_cannot_sign_in(
             )
         ).scalars().all()
     assert {"user.create", "user.sign_in", "user.disable"} <= set(actions)
+
+
+def test_a_signed_in_reporter_reads_back_the_reports_it_filed_and_no_one_elses(
+    database_url: str, engine: Engine
+) -> None:
+    make_user(engine, "rp_liu", "reporter", "pw-liu")
+    make_user(engine, "rp_ma", "reporter", "pw-ma")
+    report = {
+        "channel": "wechat",
+        "category": "sanitation",
+        "description": "楼道堆物",
+        "reported_at": "2026-12-02T10:00:00+08:00",
+        "location": {"lon": 120.7071, "lat": 30.7649, "crs": "gcj02"},
+        "reporter": {"name": "刘女士", "phone": "13800000001"},
+    }
+    with service(database_url) as c:
+        sign_in(c, "rp_liu", "pw-liu")
+        csrf = c.get("/t/any").text.split()[-1]
+        filed = c.post("/v1/reports", json=report, headers={"X-CSRF-Token": csrf})
+        assert filed.status_code in (200, 201), filed.text
+        rid = filed.json()["id"]
+        mine = c.get(f"/v1/reports/{rid}")
+        assert mine.status_code == 200 and mine.json()["reporter"]["name"] == "刘女士"
+        assert [r["id"] for r in c.get("/v1/reports").json()["items"]] == [rid]
+    with service(database_url) as other:
+        sign_in(other, "rp_ma", "pw-ma")
+        assert other.get(f"/v1/reports/{rid}").status_code == 404
+        assert other.get("/v1/reports").json()["items"] == []
 
 
 def test_sign_out_needs_the_csrf_token_and_ends_the_session_server_side(

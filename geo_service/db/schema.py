@@ -280,6 +280,7 @@ reports: Final = Table(
     Column("dispatch_due_at", DateTime(timezone=True)),
     Column("handle_due_at", DateTime(timezone=True)),
     Column("public", Boolean, nullable=False, server_default=false()),
+    Column("filed_by_user_id", Integer, ForeignKey("users.id")),  # signed in (0014)
     CheckConstraint(_one_of("urgency", URGENCIES), name="ck_reports_urgency"),
     Index(
         "ix_reports_handling_due",
@@ -320,6 +321,7 @@ reports: Final = Table(
             "channel",
             "reported_at",
             "filed_by_key_id",
+            "filed_by_user_id",
             "duplicate_of",
         )
     ),

@@ -177,8 +177,8 @@ def ingest(
         _staged(r, rid, resp, cell)
         for r, rid, resp, cell in zip(rows, ids, responses, cells.tolist(), strict=True)
     ]
-    key_id = principal.key_id if principal else None
-    inserted = report_copy.store_new(conn, staged, locator.version.id, key_id)
+    key_id, user_id = (principal.key_id, principal.user_id) if principal else (None, None)
+    inserted = report_copy.store_new(conn, staged, locator.version.id, key_id, user_id)
     stored = [
         (r, rid, resp) for r, rid, resp in zip(rows, ids, responses, strict=True) if rid in inserted
     ]

@@ -40,6 +40,13 @@ def _reads_contacts(principal: Principal) -> bool:
     return principal.sees_personal_data or principal.role == "reporter"
 
 
+def _filed_by(m: Any, principal: Principal) -> bool:
+    """Whether the report ``m`` was filed by the caller: with its key or, signed in, as it."""
+    if principal.key_id is None:
+        return principal.user_id is not None and m["filed_by_user_id"] == principal.user_id
+    return bool(m["filed_by_key_id"] == principal.key_id)
+
+
 def serialize(row: Any, principal: Principal) -> dict[str, Any]:
     """A report as the API shows it to ``principal``."""
     m = row._mapping
@@ -86,7 +93,7 @@ def serialize(row: Any, principal: Principal) -> dict[str, Any]:
         "public": m["public"],  # staff marked it public (geo_service.reports.disclosure)
     }
     may_see = principal.sees_personal_data or (
-        principal.role == "reporter" and m["filed_by_key_id"] == principal.key_id
+        principal.role == "reporter" and _filed_by(m, principal)
     )
     if may_see and "reporter_name" in m and (m["reporter_name"] or m["reporter_phone"]):
         out["reporter"] = {"name": m["reporter_name"], "phone": m["reporter_phone"]}

@@ -150,12 +150,12 @@ WITH ins AS (
         photos, reported_at, lon_original, lat_original, crs_original, geom, in_coverage,
         grid_code, community_code, town_code, district_code, boundary_version_id,
         handling_level, unit_id, routed_by, status, status_at, due_at, hard, filed_by_key_id,
-        response, h3_11)
+        filed_by_user_id, response, h3_11)
     SELECT s.id, s.key, s.hash, s.channel, s.category, s.description, CAST(s.photos AS jsonb),
         s.reported_at, s.lon0, s.lat0, s.crs, ST_Point(s.lon, s.lat, 4326), s.in_cov, s.grid,
         s.community, s.town, s.district, CAST(:version AS integer), s.level, s.unit,
         s.routed_by, 'discovered', s.reported_at, s.due_at, s.hard, CAST(:key_id AS integer),
-        CAST(s.response AS jsonb), s.h3
+        CAST(:user_id AS integer), CAST(s.response AS jsonb), s.h3
     FROM intake_staging s
     ORDER BY s.id
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -178,18 +178,25 @@ SELECT id FROM ins
 
 
 def store_new(
-    conn: Connection, rows: Sequence[tuple[Any, ...]], version_id: int | None, key_id: int | None
+    conn: Connection,
+    rows: Sequence[tuple[Any, ...]],
+    version_id: int | None,
+    key_id: int | None,
+    user_id: int | None = None,
 ) -> set[int]:
     """Insert the staged ``rows`` (tuples laid out as :data:`INTAKE`) that are new, with their
-    discovery events and contacts, in the caller's transaction; the ids stored (a row whose
-    key exists is not)."""
+    discovery events and contacts, in the caller's transaction, as filed by the API key
+    ``key_id`` or the signed-in user ``user_id``; the ids stored (a row whose key exists is
+    not)."""
     if not rows:
         return set()
     # a bulk's statements look costly enough to the planner to compile them (JIT), which
     # takes longer than running them
     local_settings(conn, {"jit": "off"})
     INTAKE.load_rows(conn, rows)
-    result = conn.execute(_INTAKE_INSERT, {"version": version_id, "key_id": key_id})
+    result = conn.execute(
+        _INTAKE_INSERT, {"version": version_id, "key_id": key_id, "user_id": user_id}
+    )
     return {int(i) for i in result.scalars().all()}
 
 

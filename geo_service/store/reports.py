@@ -109,8 +109,11 @@ def in_area(code: str) -> ColumnElement[bool]:
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool] | None:
-    """The rows a role may read: reporters their own, grid workers their area, others all."""
+    """The rows a role may read: reporters their own (filed with their key, or signed in as
+    them), grid workers their area, others all."""
     if principal.role == "reporter":
+        if principal.key_id is None:
+            return reports.c.filed_by_user_id == principal.user_id
         return reports.c.filed_by_key_id == principal.key_id
     if principal.role == "grid_worker":
         return in_area(principal.scope) if principal.scope else false()
