@@ -485,10 +485,23 @@ def test_docs_are_served_from_the_vendored_swagger_ui(client: TestClient) -> Non
     page = client.get("/docs")
     assert page.status_code == 200
     found = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert found and all(u.startswith("/static/vendor/swagger-ui-dist/") for u in found)
+    ours = "/static/docs/docs.js"  # starts Swagger UI; sends a signed-in page's CSRF token
+    assert ours in found
+    assert all(u.startswith("/static/vendor/swagger-ui-dist/") for u in found if u != ours)
     for url in found:
         assert client.get(url).status_code == 200
     assert client.get("/redoc").status_code == 404
+    assert 'name="csrf-token"' not in page.text  # anonymous: no session, no token
+
+
+def test_signed_in_the_docs_page_carries_the_sessions_csrf_token(
+    database_url: str, engine: Engine
+) -> None:
+    make_user(engine, "ad_docs", "admin", "pw-docs")
+    with service(database_url) as c:
+        sign_in(c, "ad_docs", "pw-docs")
+        token = c.get("/t/page").text.split()[-1]
+        assert f'<meta name="csrf-token" content="{token}">' in c.get("/docs").text
 
 
 def test_the_demo_creates_its_accounts_and_prints_the_console_and_credentials_first(

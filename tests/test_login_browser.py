@@ -96,6 +96,12 @@ def test_sign_in_see_the_role_call_the_api_and_sign_out(
     browser_sign_in(pg, site, accounts["admin"], PASSWORD, next_path="/docs")
     assert urlparse(pg.url).path == "/docs"
     pg.wait_for_selector(".opblock")
+    docs_token = pg.get_attribute('meta[name="csrf-token"]', "content")
+    sent = pg.evaluate(  # what "Try it out" adds to a POST and to a GET, signed in
+        "['POST', 'GET'].map(m => window.ui.getConfigs()"
+        ".requestInterceptor({method: m, headers: {}}).headers['X-CSRF-Token'] || null)"
+    )
+    assert docs_token and sent == [docs_token, None]
     pg.wait_for_load_state("networkidle")  # its favicon too, before leaving
     pg.goto(f"{site}/login", wait_until="load")  # signed in: the page names the user and role
     assert pg.locator("#signed-in").inner_text().startswith("当前已登录：br_admin")
