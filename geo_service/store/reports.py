@@ -112,7 +112,9 @@ def visible_to(principal: Principal) -> ColumnElement[bool] | None:
     """The rows a role may read: reporters their own (filed with their key, or signed in as
     them), grid workers their area, others all."""
     if principal.role == "reporter":
-        if principal.key_id is None:
+        if principal.key_id is None:  # signed in; neither id would match every NULL row
+            if principal.user_id is None:
+                return false()
             return reports.c.filed_by_user_id == principal.user_id
         return reports.c.filed_by_key_id == principal.key_id
     if principal.role == "grid_worker":
