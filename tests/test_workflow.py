@@ -19,6 +19,9 @@ from geo_service.stats import catalogue
 from tests.conftest import auth
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+# A month back: past any category's handling limit on any day the suite runs (a report
+# filed 30 hours before a Saturday is still within its one-workday limit until Monday).
+LONG_AGO = (NOW - dt.timedelta(days=30)).isoformat()
 # the specification: status -> statuses it may move to
 ALLOWED = {
     "discovered": ("accepted", "rejected"),
@@ -413,7 +416,7 @@ def test_escalate_overdue_escalates_an_overdue_case_once_per_sla_period_and_not_
     op = keys["operator"]
     _, _, grid = point_in(demo_locator, 540)
     late = file_report(client, op, demo_locator, 540,
-                       reported_at=(NOW - dt.timedelta(hours=30)).isoformat())
+                       reported_at=LONG_AGO)
     fresh = file_report(client, op, demo_locator, 541)
     walk(client, op, late["id"], "handling")
     with engine.begin() as conn:  # its handling limit ran out a minute ago
@@ -460,14 +463,14 @@ def test_escalate_overdue_endpoint_is_for_operators_and_the_cli_runs_it(
         r = client.post("/v1/reports:escalate-overdue", headers=auth(keys[role]))
         assert r.status_code == 403, role
     late = file_report(client, keys["operator"], demo_locator, 550,
-                       reported_at=(NOW - dt.timedelta(hours=30)).isoformat())
+                       reported_at=LONG_AGO)
     r = client.post("/v1/reports:escalate-overdue", headers=auth(keys["admin"]))
     assert r.status_code == 200 and r.json()["escalated"] >= 1
     assert _state(engine, late["id"]).handling_level == "town"
     assert history(client, keys["operator"], late["id"])[-1]["actor"] == "admin"
 
     again = file_report(client, keys["operator"], demo_locator, 551,
-                        reported_at=(NOW - dt.timedelta(hours=30)).isoformat())
+                        reported_at=LONG_AGO)
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = CliRunner().invoke(app, ["reports", "escalate-overdue"])
     assert result.exit_code == 0, result.output
