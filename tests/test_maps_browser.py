@@ -32,7 +32,7 @@ from geo_service.maps.base import operator_map, remote_assets, render_page
 from geo_service.maps.controls import Panel
 from geo_service.maps.layers import geojson_layer
 from geo_service.settings import PROJECT_ROOT
-from tests.browser_support import Watch, no_problems, watched_page
+from tests.browser_support import Watch, no_problems, shot, watched_page
 from tests.conftest import auth
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -179,11 +179,12 @@ def test_heat_page_draws_the_heat_cells_the_api_serves(
     drawn = open_leaflet(pg, f"{live_server}/maps/heat")
     cells = api(live_server, "/v1/analytics/heat", res=8)["features"]
     assert drawn == len(cells) > 0
+    assert pg.evaluate("document.documentElement.lang") == "zh-CN"
     legend = pg.locator(".gs-legend").inner_text()
-    assert "Reports per H3 cell" in legend
+    assert "H3 六边形上报数" in legend
     c = visible_cluster(pg, clusters, LEAFLET_PIXEL)
     tip = hover_lonlat(pg, c.lon, c.lat)
-    assert "H3 cell" in tip and "Reports" in tip
+    assert "H3 六边形" in tip and "上报数" in tip
     no_problems(watch)
 
 
@@ -192,17 +193,17 @@ def test_heat_page_per_grid_hover_names_the_grid_its_unit_and_its_count(
 ) -> None:
     pg, watch = page
     open_leaflet(pg, f"{live_server}/maps/heat")
-    switch_layer(pg, "Reports per grid")
+    switch_layer(pg, "网格上报数")
     pg.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length >= 2988")
-    assert "Reports per grid" in pg.locator(".gs-legend").inner_text()
+    assert "网格上报数" in pg.locator(".gs-legend").inner_text()
     c = visible_cluster(pg, clusters, LEAFLET_PIXEL)
     tip = hover_lonlat(pg, c.lon, c.lat)
     grids = api(live_server, "/v1/analytics/heat", level="grid", area=c.code)["features"]
     n = next(f["properties"]["n"] for f in grids if f["properties"]["code"] == c.code)
     assert n >= 12
-    assert re.search(rf"Grid code\s+{c.code}", tip)
-    assert re.search(rf"Responsible unit\s+.*网格工作组 \(grid_team:{c.code}\)", tip)
-    assert re.search(rf"Reports\s+{n}\b", tip)
+    assert re.search(rf"网格编码\s+{c.code}", tip)
+    assert re.search(rf"责任单位\s+.*网格工作组 \(grid_team:{c.code}\)", tip)
+    assert re.search(rf"上报数\s+{n}\b", tip)
     no_problems(watch)
 
 
@@ -212,7 +213,7 @@ def test_heat_surface_is_an_overlay_of_the_layer_switcher(
     pg, watch = page
     open_leaflet(pg, f"{live_server}/maps/heat")
     assert pg.locator("canvas.leaflet-heatmap-layer").count() == 0
-    switch_layer(pg, "Heat surface")
+    switch_layer(pg, "热力面")
     pg.wait_for_selector("canvas.leaflet-heatmap-layer")
     painted = pg.evaluate(
         "() => { const c = document.querySelector('canvas.leaflet-heatmap-layer');"
@@ -252,16 +253,16 @@ def test_hotspots_page_classes_grids_like_the_api(
     drawn = open_leaflet(pg, f"{live_server}/maps/hotspots")
     cells = api(live_server, "/v1/analytics/hotspots", res=8)["features"]
     assert drawn == len(cells) >= 30
-    assert "Hot spot, 99 % confidence" in pg.locator(".gs-legend").inner_text()
-    switch_layer(pg, "Gi* on grids")
+    assert "热点(99%置信)" in pg.locator(".gs-legend").inner_text()
+    switch_layer(pg, "网格 Gi*")
     pg.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length >= 2988")
     c = visible_cluster(pg, clusters, LEAFLET_PIXEL)
     tip = hover_lonlat(pg, c.lon, c.lat)
     grids = api(live_server, "/v1/analytics/hotspots", level="grid")["features"]
     props = next(f["properties"] for f in grids if f["properties"]["code"] == c.code)
-    assert re.search(rf"Grid code\s+{c.code}", tip)
+    assert re.search(rf"网格编码\s+{c.code}", tip)
     assert f"grid_team:{c.code}" in tip
-    shown = re.search(r"Gi\* z-score\s+(-?[\d.]+)", tip)
+    shown = re.search(r"Gi\* z 值\s+(-?[\d.]+)", tip)
     assert shown and abs(float(shown.group(1)) - props["z"]) < 0.006
     no_problems(watch)
 
@@ -273,16 +274,16 @@ def test_grids_page_shows_case_stages_units_and_boundaries(
     drawn = open_leaflet(pg, f"{live_server}/maps/grids")
     assert drawn >= 2988
     switcher = pg.locator(".leaflet-control-layers").inner_text()
-    for name in ("Open cases per grid", "Overdue cases per grid", "Community boundaries"):
+    for name in ("各网格未结案件", "各网格超期案件", "村(社区)边界"):
         assert name in switcher
     c = visible_cluster(pg, clusters, LEAFLET_PIXEL)
     tip = hover_lonlat(pg, c.lon, c.lat)
     stats = api(live_server, "/v1/analytics/grid-stats", area=c.code)["features"]
     props = next(f["properties"] for f in stats if f["properties"]["code"] == c.code)
-    assert re.search(rf"Grid code\s+{c.code}", tip)
+    assert re.search(rf"网格编码\s+{c.code}", tip)
     assert f"grid_team:{c.code}" in tip
-    assert re.search(rf"Open cases\s+{props['open']}\b", tip)
-    assert re.search(rf"Reports\s+{props['reports']}\b", tip)
+    assert re.search(rf"未结案件\s+{props['open']}\b", tip)
+    assert re.search(rf"上报数\s+{props['reports']}\b", tip)
     no_problems(watch)
 
 
@@ -295,11 +296,41 @@ def test_grid_of_fewer_than_k_reports_shows_no_figures_on_hover(
     hidden = {f["properties"]["code"] for f in stats if f["properties"]["suppressed"]}
     single = visible_cluster(pg, [p for p in filed.singles if p.code in hidden], LEAFLET_PIXEL)
     tip = hover_lonlat(pg, single.lon, single.lat)
-    assert re.search(rf"Grid code\s+{single.code}", tip)
+    assert re.search(rf"网格编码\s+{single.code}", tip)
     assert f"grid_team:{single.code}" in tip  # who answers for the grid is public
-    for label in ("Reports", "Open cases", "Overdue cases"):
-        assert re.search(rf"{label}\s+suppressed", tip)
+    for label in ("上报数", "未结案件", "超期案件"):
+        assert re.search(rf"{label}\s+已隐藏（小数抑制）", tip)
     no_problems(watch)
+
+
+ENGLISH_LABELS = re.compile(r"\b(Reports|Grid code|Responsible unit|Hot spot|Filters|Apply)\b")
+
+
+@pytest.mark.parametrize("name", ["heat", "hotspots", "grids", "tiles"])
+def test_every_map_page_speaks_chinese_on_a_1920_screen(
+    browser: Any, live_server: str, clusters: list[Place], name: str
+) -> None:
+    """The page is zh-CN, its panel, switcher and legend carry no English label, and a
+    1920x1080 picture of it is saved as ``tests/artifacts/maps_NAME.png`` to look at."""
+    with watched_page(browser, 1920, 1080) as (pg, watch):
+        pg.goto(f"{live_server}/maps/{name}", wait_until="load")
+        if name == "tiles":
+            pg.evaluate(
+                "() => new Promise(resolve => { const m = window.geoMap;"
+                " if (m.loaded() && m.areTilesLoaded()) resolve(); else m.once('idle', resolve); })"
+            )
+        else:
+            pg.wait_for_function(
+                "document.querySelectorAll('path.leaflet-interactive').length > 0"
+            )
+        assert pg.evaluate("document.documentElement.lang") == "zh-CN"
+        chrome = pg.locator(".gs-panel").all_inner_texts()
+        if name != "tiles":
+            chrome += pg.locator(".leaflet-control-layers").all_inner_texts()
+        words = " ".join(chrome)
+        assert "筛选" in words and not ENGLISH_LABELS.search(words), words
+        shot(pg, f"maps_{name}")
+        no_problems(watch)
 
 
 def test_tiles_page_sends_the_filters_to_the_report_layers_only(
@@ -342,18 +373,18 @@ def test_tiles_page_draws_vector_tiles_with_maplibre(
     )
     assert {"grids", "heat", "towns", "reports"} <= set(layers)
     assert any(u.endswith(".mvt") or ".mvt?" in u for u in watch.requests)
-    assert "Reports per H3 cell" in pg.locator("#gs-legend").inner_text()
+    assert "H3 六边形上报数" in pg.locator("#gs-legend").inner_text()
     c = visible_cluster(pg, clusters, MAPLIBRE_PIXEL)
     x, y = pg.evaluate(f"([lon, lat]) => ({MAPLIBRE_PIXEL})(lon, lat)", [c.lon, c.lat])
     pg.mouse.move(x, y)
     hover = pg.locator("#gs-hover")
     hover.wait_for(state="visible")
     text = hover.inner_text()
-    assert re.search(rf"Grid code\s+{c.code}", text)
+    assert re.search(rf"网格编码\s+{c.code}", text)
     assert "网格工作组" in text
-    assert re.search(r"Reports \(heat cell\)\s+\d+", text)
-    pg.locator("#gs-layers label", has_text="Hot spots").locator("input").check()
-    assert "Gi* hot spots" in pg.locator("#gs-legend").inner_text()
+    assert re.search(r"上报数（热力格）\s+\d+", text)
+    pg.locator("#gs-layers label", has_text="冷热点").locator("input").check()
+    assert "Gi* 冷热点" in pg.locator("#gs-legend").inner_text()
     no_problems(watch)
 
 

@@ -279,6 +279,9 @@ def test_the_workbench_and_the_diff_page_need_a_planner_or_operator_session(
     if ids:  # a version to compare with the one in force: the operator's session opens it
         r = pg.goto(f"{base_url}/maps/versions/{ids[0]}/diff?against={world.demo_id}")
         assert r.status == 200
+        assert pg.evaluate("document.documentElement.lang") == "zh-CN"
+        pg.wait_for_selector(".gs-title")
+        planner_shot(pg, "diff_map")
 
 
 def test_a_planner_starts_a_draft_from_an_uploaded_file(

@@ -256,6 +256,7 @@ def test_diff_map_draws_the_changes_from_local_assets_only(
     assert "/static/vendor/leaflet" in page
     for code in [*setup.new_codes, setup.merge[1]]:
         assert code in page
-    assert "Removed grids" in page and "New grid" in page
+    assert "撤销的网格" in page and "新增网格" in page
+    assert '<html lang="zh-CN">' in page
     assert client.get("/maps/versions/99999/diff", headers=planner).status_code == 404
     assert client.get("/maps/versions/99999/diff", follow_redirects=False).status_code == 303

@@ -50,6 +50,16 @@ CLASS_OF_BIN: Final = {
     -2: "cold_95",
     -3: "cold_99",
 }
+CLASS_NAMES: Final = {
+    "hot_99": "热点(99%置信)",
+    "hot_95": "热点(95%置信)",
+    "hot_90": "热点(90%置信)",
+    "not_significant": "不显著",
+    "cold_90": "冷点(90%置信)",
+    "cold_95": "冷点(95%置信)",
+    "cold_99": "冷点(99%置信)",
+}
+"""The one Chinese name of each class: maps, the console and the printed reports say it."""
 Method = Literal["analytic", "permutation"]
 FloatArray = npt.NDArray[np.float64]
 

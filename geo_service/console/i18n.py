@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final, Literal, get_args
 
 from geo_service.analytics.emerging import PATTERNS
+from geo_service.analytics.hotspots import CLASS_NAMES
 from geo_service.db.schema import CHANNELS, REPORT_STATUSES
 from geo_service.reports.taxonomy import CATEGORIES, CHANNEL_NAMES, STATUS_NAMES
 
@@ -149,14 +150,17 @@ GRADE_TEXT: Final[dict[str, tuple[str, str]]] = {
     "D": ("较差", "poor"),
     "E": ("差", "failing"),
 }
+_HOTSPOT_CLASS_EN: Final[dict[str, str]] = {
+    "hot_99": "Hot spot, 99 %",
+    "hot_95": "Hot spot, 95 %",
+    "hot_90": "Hot spot, 90 %",
+    "not_significant": "Not significant",
+    "cold_90": "Cold spot, 90 %",
+    "cold_95": "Cold spot, 95 %",
+    "cold_99": "Cold spot, 99 %",
+}
 HOTSPOT_CLASS_TEXT: Final[dict[str, tuple[str, str]]] = {
-    "hot_99": ("热点(99%置信)", "Hot spot, 99 %"),
-    "hot_95": ("热点(95%置信)", "Hot spot, 95 %"),
-    "hot_90": ("热点(90%置信)", "Hot spot, 90 %"),
-    "not_significant": ("不显著", "Not significant"),
-    "cold_90": ("冷点(90%置信)", "Cold spot, 90 %"),
-    "cold_95": ("冷点(95%置信)", "Cold spot, 95 %"),
-    "cold_99": ("冷点(99%置信)", "Cold spot, 99 %"),
+    c: (zh, _HOTSPOT_CLASS_EN[c]) for c, zh in CLASS_NAMES.items()
 }
 _PATTERN_ZH: Final[dict[str, str]] = {
     "new": "新增",

@@ -83,9 +83,10 @@ def _data_layers(element: Element) -> list[GeoJsonData]:
 
 
 def render_page(m: folium.Map) -> str:
-    """The map's whole HTML page, with the data of its :class:`GeoJsonData` layers as JSON
-    elements in the head; raises if any script or style sheet is not local."""
-    page = str(m.get_root().render())
+    """The map's whole HTML page (``lang="zh-CN"``: the pages speak Chinese), with the data of
+    its :class:`GeoJsonData` layers as JSON elements in the head; raises if any script or
+    style sheet is not local."""
+    page = str(m.get_root().render()).replace("<html>", '<html lang="zh-CN">', 1)
     remote = remote_assets(page)
     if remote:
         raise RuntimeError(f"map page would load remote assets: {remote}")

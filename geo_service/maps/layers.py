@@ -21,6 +21,7 @@ from folium.map import Layer
 from folium.template import Template
 
 from geo_service.analytics.geojson import feature_collection
+from geo_service.analytics.hotspots import CLASS_NAMES
 
 Style = dict[str, Any]
 Fields = Sequence[tuple[str, str]]  # (property, label shown on hover)
@@ -41,15 +42,7 @@ CLASS_COLOURS: Final = {
     "cold_95": "#849eba",
     "cold_99": "#4575b5",
 }
-CLASS_LABELS: Final = {
-    "hot_99": "Hot spot, 99 % confidence",
-    "hot_95": "Hot spot, 95 % confidence",
-    "hot_90": "Hot spot, 90 % confidence",
-    "not_significant": "Not significant",
-    "cold_90": "Cold spot, 90 % confidence",
-    "cold_95": "Cold spot, 95 % confidence",
-    "cold_99": "Cold spot, 99 % confidence",
-}
+CLASS_LABELS: Final = CLASS_NAMES
 
 
 def js_json(value: Any) -> str:

@@ -46,7 +46,7 @@ from geo_service.routing import RoutingTable
 HEAT_RES: Final = (6, 7, 8, 9)
 HOTSPOT_RES: Final = (6, 7, 8, 9)
 DEFAULT_RES: Final = 8
-AREA_FIELDS: Final = (("code", "Grid code"), ("name", "Name"), ("unit", "Responsible unit"))
+AREA_FIELDS: Final = (("code", "网格编码"), ("name", "名称"), ("unit", "责任单位"))
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,15 @@ def _hidden(frame: gpd.GeoDataFrame) -> list[bool]:
 
 
 def _suppression_note(k: int, counts: dict[str, int]) -> str:
+    """The panel's line on small-count suppression; ``counts``: what (in Chinese) → hidden."""
     if k <= 1:
-        return f"No small-count suppression (k = {k})."
-    hidden = ", ".join(f"{n} {what}" for what, n in counts.items())
-    return f"Features of 1–{k - 1} reports are hidden (k = {k}): {hidden}."
+        return f"未做小数抑制（k = {k}）。"
+    hidden = "，".join(f"{what} {n} 个" for what, n in counts.items())
+    return f"上报数为 1–{k - 1} 件的要素已隐藏（k = {k}）：{hidden}。"
 
 
 BOUNDARY_STYLES: Final = {"community": ("#1f5fa8", 1.6), "town": ("#222222", 2.6)}
+BOUNDARY_TITLES: Final = {"community": "村(社区)边界", "town": "镇(街道)边界"}
 
 LegendLayer = tuple[Layer, str, list[tuple[str, str]]]
 
@@ -95,9 +97,9 @@ LegendLayer = tuple[Layer, str, list[tuple[str, str]]]
 def _boundaries(conn: Connection, level: str) -> LegendLayer:
     """An outline overlay of the ``level`` areas, with its legend row."""
     colour, weight = BOUNDARY_STYLES[level]
-    title = f"{level.title()} boundaries"
+    title = BOUNDARY_TITLES[level]
     layer = boundary_layer(area_data.areas(conn, level), title, outline(colour, weight))
-    return layer, title, [(colour, f"{level} boundary")]
+    return layer, title, [(colour, title)]
 
 
 def _finish(
@@ -124,7 +126,7 @@ def _count_rows(breaks: list[int], k: int, *, areas: bool) -> list[tuple[str, st
     rows = [(ZERO_COLOUR, "0")] if areas else []
     rows += count_legend(breaks, low=max(k, 1))
     if areas and k > 1:
-        rows.append((SUPPRESSED_COLOUR, f"1–{k - 1} (hidden)"))
+        rows.append((SUPPRESSED_COLOUR, f"1–{k - 1}（已隐藏）"))
     return rows
 
 
@@ -149,15 +151,15 @@ def heat_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
     grid_breaks = count_breaks(shown["n"].astype("float64"))
     cell_layer = geojson_layer(
         cells,
-        name=f"Reports per H3 cell (resolution {res})",
-        fields=(("cell", "H3 cell"), ("n", "Reports")),
+        name=f"H3 六边形上报数（分辨率 {res}）",
+        fields=(("cell", "H3 六边形"), ("n", "上报数")),
         styles=count_styles(list(cells["n"]), cell_breaks),
         id_column="cell",
     )
     grid_layer = geojson_layer(
         grids,
-        name="Reports per grid",
-        fields=(*AREA_FIELDS, ("n", "Reports"), ("per_household", "Reports per household")),
+        name="网格上报数",
+        fields=(*AREA_FIELDS, ("n", "上报数"), ("per_household", "户均上报数")),
         styles=count_styles(list(grids["n"]), grid_breaks, _hidden(grids)),
         id_column="code",
         show=False,
@@ -167,29 +169,29 @@ def heat_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
     points = [
         (float(c.y), float(c.x), float(n) / top) for c, n in zip(centres, cells["n"], strict=True)
     ]
-    surface = heat_surface(points, "Heat surface (H3 cell centres)")
+    surface = heat_surface(points, "热力面（按 H3 六边形中心）")
 
-    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="Heat · geo_service")
+    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="上报热力 · 网格化治理")
     drawn = int(cells["n"].sum())
     panel = panel_html(
         "heat",
-        "Heat: reports per place",
+        "上报热力：问题在哪里",
         q,
         summary=[
-            f"{drawn} reports in {len(cells)} H3 cells drawn at resolution {res}.",
+            f"分辨率 {res}：{len(cells)} 个 H3 六边形，共 {drawn} 件上报。",
             _suppression_note(
-                ctx.k, {"cells": cells.attrs["suppressed"], "grids": grids.attrs["suppressed"]}
+                ctx.k, {"六边形": cells.attrs["suppressed"], "网格": grids.attrs["suppressed"]}
             ),
-            f"Boundary version {grids.attrs.get('version')}.",
+            f"边界版本 {grids.attrs.get('version')}。",
         ],
-        notices=[] if len(cells) else ["No report matches these filters."],
+        notices=[] if len(cells) else ["没有符合筛选条件的上报。"],
         singles=[res_choice(res, [r for r in HEAT_RES if r <= ctx.max_res] or [res])],
     )
     return _finish(
         m,
         [
-            (cell_layer, "Reports per H3 cell", _count_rows(cell_breaks, ctx.k, areas=False)),
-            (grid_layer, "Reports per grid", _count_rows(grid_breaks, ctx.k, areas=True)),
+            (cell_layer, "H3 六边形上报数", _count_rows(cell_breaks, ctx.k, areas=False)),
+            (grid_layer, "网格上报数", _count_rows(grid_breaks, ctx.k, areas=True)),
             surface,
             _boundaries(conn, "town"),
         ],
@@ -207,7 +209,7 @@ def _hotspot_frame(
     try:
         frame = hotspots.hotspots(conn, q.analysis_filter, **kw)
     except InvalidInput as exc:
-        return None, f"Gi* on {what}: {exc.message}"
+        return None, f"{what}无法计算 Gi*：{exc.message}"
     level = kw.get("level")
     frame = suppress(frame, ctx.k, drop=level is None)
     if level is not None:
@@ -221,26 +223,26 @@ def _hotspot_frame(
 def hotspots_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
     """Gi* hot and cold spots (FDR-corrected) on H3 cells and on grids, exclusive layers."""
     res = q.res or DEFAULT_RES
-    cells, cell_note = _hotspot_frame(conn, q, ctx, f"H3 cells (resolution {res})", res=res)
-    grids, grid_note = _hotspot_frame(conn, q, ctx, "grids", level="grid")
-    gi = (("n", "Reports"), ("z", "Gi* z-score"), ("q", "p (FDR)"), ("confidence", "Class"))
+    cells, cell_note = _hotspot_frame(conn, q, ctx, f"H3 六边形（分辨率 {res}）", res=res)
+    grids, grid_note = _hotspot_frame(conn, q, ctx, "网格", level="grid")
+    gi = (("n", "上报数"), ("z", "Gi* z 值"), ("q", "p 值（FDR 校正）"), ("confidence", "类别"))
     layers: list[LegendLayer | Layer] = []
     summary = []
     if cells is not None:
         layer = geojson_layer(
             cells,
-            name=f"Gi* on H3 cells (resolution {res})",
-            fields=(("cell", "H3 cell"), *gi),
+            name=f"H3 六边形 Gi*（分辨率 {res}）",
+            fields=(("cell", "H3 六边形"), *gi),
             styles=class_styles(list(cells["class"])),
             id_column="cell",
         )
-        layers.append((layer, "Gi* hot spots, H3 cells", _class_rows()))
+        layers.append((layer, "Gi* 冷热点：H3 六边形", _class_rows()))
         band = cells.attrs.get("distance_band_m")
-        summary.append(f"H3: {cells.attrs.get('features')} cells, distance band {band} m.")
+        summary.append(f"H3：{cells.attrs.get('features')} 个六边形，距离带 {band} 米。")
     if grids is not None:
         layer = geojson_layer(
             grids,
-            name="Gi* on grids (queen contiguity)",
+            name="网格 Gi*（共边共点邻接）",
             fields=(*AREA_FIELDS, *gi),
             styles=class_styles(list(grids["class"])),
             id_column="code",
@@ -248,25 +250,25 @@ def hotspots_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
         )
         rows = _class_rows()
         if ctx.k > 1:
-            rows.append((SUPPRESSED_COLOUR, f"1–{ctx.k - 1} reports (hidden)"))
-        layers.append((layer, "Gi* hot spots, grids", rows))
-        summary.append(f"Grids: {grids.attrs.get('features')} grids, queen contiguity.")
-    summary.append("Classes after the False Discovery Rate correction.")
+            rows.append((SUPPRESSED_COLOUR, f"1–{ctx.k - 1} 件上报（已隐藏）"))
+        layers.append((layer, "Gi* 冷热点：网格", rows))
+        summary.append(f"网格：{grids.attrs.get('features')} 个，共边共点（queen）邻接。")
+    summary.append("类别经错误发现率（FDR）校正。")
     summary.append(
         _suppression_note(
             ctx.k,
             {
                 what: int(fr.attrs["suppressed"])
-                for what, fr in (("cells", cells), ("grids", grids))
+                for what, fr in (("六边形", cells), ("网格", grids))
                 if fr is not None
             },
         )
     )
     layers.append(_boundaries(conn, "town"))
-    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="Hot spots · geo_service")
+    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="冷热点 · 网格化治理")
     panel = panel_html(
         "hotspots",
-        "Hot spots: Getis-Ord Gi*",
+        "冷热点分析：Getis-Ord Gi*",
         q,
         summary=summary,
         notices=[n for n in (cell_note, grid_note) if n],
@@ -285,15 +287,15 @@ def grids_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
     hidden = _hidden(frame)
     fields = (
         *AREA_FIELDS,
-        ("reports", "Reports"),
-        ("open", "Open cases"),
-        ("overdue", "Overdue cases"),
-        ("supervised_open", "Supervised, open"),
-        ("households", "Households"),
+        ("reports", "上报数"),
+        ("open", "未结案件"),
+        ("overdue", "超期案件"),
+        ("supervised_open", "督办未结"),
+        ("households", "户数"),
     )
     shown = frame[~frame["suppressed"]]
     layers: list[LegendLayer | Layer] = []
-    for column, title in (("open", "Open cases per grid"), ("overdue", "Overdue cases per grid")):
+    for column, title in (("open", "各网格未结案件"), ("overdue", "各网格超期案件")):
         breaks = count_breaks(shown[column].astype("float64"))
         layer = geojson_layer(
             frame,
@@ -305,20 +307,20 @@ def grids_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
         )
         rows = [(ZERO_COLOUR, "0"), *count_legend(breaks)]
         if ctx.k > 1:
-            rows.append((SUPPRESSED_COLOUR, f"grid of 1–{ctx.k - 1} reports (hidden)"))
+            rows.append((SUPPRESSED_COLOUR, f"上报 1–{ctx.k - 1} 件的网格（已隐藏）"))
         layers.append((layer, title, rows))
     layers.append(_boundaries(conn, "community"))
     layers.append(_boundaries(conn, "town"))
-    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="Grids · geo_service")
+    m = operator_map(study_bounds(conn, q), basemap=ctx.basemap, title="网格案件 · 网格化治理")
     panel = panel_html(
         "grids",
-        "Grids: case stages",
+        "网格：案件环节",
         q,
         summary=[
-            f"{len(frame)} grids; {int(shown['open'].sum())} open and "
-            f"{int(shown['overdue'].sum())} overdue cases drawn.",
-            _suppression_note(ctx.k, {"grids": int(frame.attrs["suppressed"])}),
-            f"Boundary version {frame.attrs.get('version')}.",
+            f"{len(frame)} 个网格；图上未结案件 {int(shown['open'].sum())} 件，"
+            f"超期 {int(shown['overdue'].sum())} 件。",
+            _suppression_note(ctx.k, {"网格": int(frame.attrs["suppressed"])}),
+            f"边界版本 {frame.attrs.get('version')}。",
         ],
     )
     return _finish(m, layers, panel)

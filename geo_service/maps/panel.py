@@ -10,20 +10,20 @@ from typing import Final
 from geo_service.maps import html
 from geo_service.maps.params import MapQuery, form_time
 from geo_service.reports.queries import STATUSES
-from geo_service.reports.taxonomy import CATEGORIES, CHANNELS
+from geo_service.reports.taxonomy import CATEGORIES, CHANNEL_NAMES, CHANNELS, STATUS_NAMES
 
 PAGES: Final = (
-    ("heat", "Heat"),
-    ("hotspots", "Hot spots"),
-    ("grids", "Grids"),
-    ("tiles", "Vector tiles"),
+    ("heat", "热力"),
+    ("hotspots", "冷热点"),
+    ("grids", "网格"),
+    ("tiles", "矢量瓦片"),
 )
 # average H3 cell areas, for the resolution choice
 RES_AREAS: Final = {6: "36 km²", 7: "5.2 km²", 8: "0.74 km²", 9: "0.11 km²"}
 STATUS_CHOICES: Final = (
-    ("open", "open (any step before evaluation)"),
-    ("closed", "closed (evaluated or rejected)"),
-    *((s, s) for s in STATUSES),
+    ("open", "未结案（评价前各环节）"),
+    ("closed", "已结案（已评价或不予立案）"),
+    *((s, STATUS_NAMES[s]) for s in STATUSES),
 )
 
 Option = tuple[str, str, bool]  # value, text, selected
@@ -56,20 +56,21 @@ def _options(pairs: Sequence[tuple[str, str]], chosen: Sequence[str]) -> list[Op
 
 def res_choice(res: int, choices: Sequence[int]) -> Choice:
     """The H3 resolution select."""
-    pairs = [(str(r), f"{r} (cells ≈ {RES_AREAS[r]})") for r in choices]
-    return Choice("res", "H3 resolution", _options(pairs, [str(res)]), 1)
+    pairs = [(str(r), f"{r}（每格约 {RES_AREAS[r]}）") for r in choices]
+    return Choice("res", "H3 分辨率", _options(pairs, [str(res)]), 1)
 
 
 def filter_form(q: MapQuery, singles: Sequence[Choice] = ()) -> Form:
     """The form for ``q``: every category, channel and status, ``q``'s picks selected."""
-    categories = [(c.code, f"{c.name_en} · {c.name}") for c in CATEGORIES]
+    categories = [(c.code, c.name) for c in CATEGORIES]
+    channels = [(c, CHANNEL_NAMES[c]) for c in CHANNELS]
     return Form(
         since=form_time(q.since),
         until=form_time(q.until),
         choices=[
-            Choice("category", "Category", _options(categories, q.categories), 5),
-            Choice("channel", "Channel", _options([(c, c) for c in CHANNELS], q.channels)),
-            Choice("status", "Status", _options(STATUS_CHOICES, q.statuses), 5),
+            Choice("category", "类别", _options(categories, q.categories), 5),
+            Choice("channel", "渠道", _options(channels, q.channels)),
+            Choice("status", "状态", _options(STATUS_CHOICES, q.statuses), 5),
         ],
         singles=list(singles),
         hidden=[(n, str(v)) for n, v in (("area", q.area), ("k", q.k)) if v is not None],

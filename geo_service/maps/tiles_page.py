@@ -20,27 +20,27 @@ from geo_service.maps.params import MapQuery
 # reports per H3 cell at the zoom's resolution: lower bounds of the heat colour steps
 HEAT_STEPS: Final = (1, 5, 10, 25, 50)
 SWITCHER: Final = (
-    ("heat", "Heat (reports per H3 cell)", ("heat",)),
-    ("hotspots", "Hot spots (Gi*)", ("hotspots",)),
-    ("grids", "Grids", ("grids", "grids-line")),
-    ("communities", "Community boundaries", ("communities",)),
-    ("towns", "Town boundaries", ("towns",)),
-    ("reports", "Report clusters", ("reports",)),
+    ("heat", "热力（H3 六边形上报数）", ("heat",)),
+    ("hotspots", "冷热点（Gi*）", ("hotspots",)),
+    ("grids", "网格", ("grids", "grids-line")),
+    ("communities", "村(社区)边界", ("communities",)),
+    ("towns", "镇(街道)边界", ("towns",)),
+    ("reports", "上报聚合点", ("reports",)),
 )
 HOVER: Final = (
     (
         "grids",
         (
-            ("code", "Grid code"),
-            ("name", "Grid"),
-            ("unit_name", "Responsible unit"),
-            ("community_name", "Community"),
-            ("town_name", "Town"),
+            ("code", "网格编码"),
+            ("name", "网格"),
+            ("unit_name", "责任单位"),
+            ("community_name", "村(社区)"),
+            ("town_name", "镇(街道)"),
         ),
     ),
-    ("heat", (("n", "Reports (heat cell)"), ("cell", "H3 cell"))),
-    ("hotspots", (("class", "Hot spot class"), ("z", "Gi* z-score"), ("n", "Reports (cell)"))),
-    ("reports", (("n", "Reports (cluster)"),)),
+    ("heat", (("n", "上报数（热力格）"), ("cell", "H3 六边形"))),
+    ("hotspots", (("class", "冷热点类别"), ("z", "Gi* z 值"), ("n", "上报数（六边形）"))),
+    ("reports", (("n", "上报数（聚合点）"),)),
 )
 
 
@@ -61,7 +61,7 @@ def page_config(q: MapQuery, bounds: Bounds, basemap: Basemap | None) -> dict[st
         "legends": [
             {
                 "layer": "heat",
-                "title": "Reports per H3 cell",
+                "title": "H3 六边形上报数",
                 "items": [
                     (c, f"{n}–{HEAT_STEPS[i + 1] - 1}" if i + 1 < len(HEAT_STEPS) else f"≥ {n}")
                     for i, (n, c) in enumerate(heat_steps)
@@ -69,27 +69,28 @@ def page_config(q: MapQuery, bounds: Bounds, basemap: Basemap | None) -> dict[st
             },
             {
                 "layer": "hotspots",
-                "title": "Gi* hot spots",
+                "title": "Gi* 冷热点",
                 "items": [(CLASS_COLOURS[c], label) for c, label in CLASS_LABELS.items()],
             },
-            {"layer": "reports", "title": "Report clusters", "items": [("#6a1b9a", "reports")]},
+            {"layer": "reports", "title": "上报聚合点", "items": [("#6a1b9a", "上报")]},
         ],
         "hover": [{"layer": layer, "fields": list(fields)} for layer, fields in HOVER],
+        "value_names": {"class": CLASS_LABELS},  # a code shown on hover → its Chinese name
     }
 
 
 def tiles_page(q: MapQuery, bounds: Bounds, k: int, basemap: Basemap | None = None) -> str:
     """The whole HTML page; raises if it would load a remote script or style sheet."""
     note = (
-        f"Tiles hide cells of 1–{k - 1} reports (k = {k})."
+        f"瓦片隐藏上报数为 1–{k - 1} 件的六边形（k = {k}）。"
         if k > 1
-        else f"No small-count suppression (k = {k})."
+        else f"未做小数抑制（k = {k}）。"
     )
     panel = panel_html(
         "tiles",
-        "Vector tiles (MapLibre)",
+        "矢量瓦片（MapLibre）",
         q,
-        summary=["Hover the map for the grid, its unit and the counts under the pointer.", note],
+        summary=["鼠标移到地图上，查看该处的网格、责任单位和计数。", note],
     )
     page = html.render(
         "tiles.html",

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from geo_service.analytics import areas as area_data
 from geo_service.analytics.filters import make_filter
 from geo_service.analytics.hotspots import (
+    CLASS_NAMES,
     MIN_FEATURES,
     NotEnoughFeatures,
     NoVariation,
@@ -64,14 +65,17 @@ KIND_ZH: Final = {"day": "日报", "week": "周报", "month": "月报", "quarter
 LEVEL_ZH: Final = {"district": "区县", "town": "镇(街道)", "community": "村(社区)", "grid": "网格"}
 URGENCY_ZH: Final = {"normal": "一般", "urgent": "紧急"}
 GRADE_FILL: Final = {"A": "#2e7d32", "B": "#1565c0", "C": "#f9a825", "D": "#c62828", "E": "#c62828"}
-HOTSPOT_CLASSES: Final = (  # (class, colour, label), Esri's Gi_Bin palette
-    ("hot_99", "#d62f27", "热点 (99% 置信)"),
-    ("hot_95", "#ed7551", "热点 (95% 置信)"),
-    ("hot_90", "#fab984", "热点 (90% 置信)"),
-    ("not_significant", "#eeeeee", "不显著"),
-    ("cold_90", "#c0ccbe", "冷点 (90% 置信)"),
-    ("cold_95", "#849eba", "冷点 (95% 置信)"),
-    ("cold_99", "#4575b5", "冷点 (99% 置信)"),
+_HOTSPOT_COLOURS: Final = {  # Esri's Gi_Bin palette
+    "hot_99": "#d62f27",
+    "hot_95": "#ed7551",
+    "hot_90": "#fab984",
+    "not_significant": "#eeeeee",
+    "cold_90": "#c0ccbe",
+    "cold_95": "#849eba",
+    "cold_99": "#4575b5",
+}
+HOTSPOT_CLASSES: Final = tuple(  # (class, colour, label)
+    (c, _HOTSPOT_COLOURS[c], name) for c, name in CLASS_NAMES.items()
 )
 PRINT_MAX_ROWS: Final = 300
 """A printed table longer than this shows its best and worst ranked rows (the XLSX has all)."""

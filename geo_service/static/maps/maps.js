@@ -5,7 +5,7 @@
 
   function text(value, props) {
     if (value === null || value === undefined) {
-      return props && props.suppressed ? "suppressed" : "\u2014";
+      return props && props.suppressed ? "已隐藏（小数抑制）" : "\u2014";
     }
     return String(value);
   }

@@ -150,6 +150,8 @@
         h.fields.forEach(function (pair) {
           var value = f.properties[pair[0]];
           if (value === undefined || value === null || value === "") { return; }
+          var names = config.value_names[pair[0]];
+          if (names && names[value] !== undefined) { value = names[value]; }
           var row = table.insertRow();
           var th = document.createElement("th");
           th.textContent = pair[1];
