@@ -36,19 +36,14 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
 
 
 def _reads_contacts(principal: Principal) -> bool:
-    """Whether rows for ``principal`` carry reporters' contacts (reporters see their own)."""
+    """Whether rows for ``principal`` carry reporters' contacts: roles that see personal data,
+    and reporters, whose rows are only the reports they filed (``store.reports.visible_to``)."""
     return principal.sees_personal_data or principal.role == "reporter"
 
 
-def _filed_by(m: Any, principal: Principal) -> bool:
-    """Whether the report ``m`` was filed by the caller: with its key or, signed in, as it."""
-    if principal.key_id is None:
-        return principal.user_id is not None and m["filed_by_user_id"] == principal.user_id
-    return bool(m["filed_by_key_id"] == principal.key_id)
-
-
-def serialize(row: Any, principal: Principal) -> dict[str, Any]:
-    """A report as the API shows it to ``principal``."""
+def serialize(row: Any) -> dict[str, Any]:
+    """A report as the API shows it; the contact only when the row carries it (the store
+    selects it only for :func:`_reads_contacts` callers, on rows they may read)."""
     m = row._mapping
     out: dict[str, Any] = {
         "id": m["id"],
@@ -92,10 +87,7 @@ def serialize(row: Any, principal: Principal) -> dict[str, Any]:
         "duplicate_of": m["duplicate_of"],
         "public": m["public"],  # staff marked it public (geo_service.reports.disclosure)
     }
-    may_see = principal.sees_personal_data or (
-        principal.role == "reporter" and _filed_by(m, principal)
-    )
-    if may_see and "reporter_name" in m and (m["reporter_name"] or m["reporter_phone"]):
+    if "reporter_name" in m and (m["reporter_name"] or m["reporter_phone"]):
         out["reporter"] = {"name": m["reporter_name"], "phone": m["reporter_phone"]}
     return out
 
@@ -109,7 +101,7 @@ def list_reports(conn: Connection, f: ReportFilter, principal: Principal) -> dic
     contacts = _reads_contacts(principal)
     total = store.count_reports(conn, f, principal)
     rows = store.report_page(conn, f, principal, contacts=contacts)
-    return {"total": total, "items": [serialize(r, principal) for r in rows]}
+    return {"total": total, "items": [serialize(r) for r in rows]}
 
 
 def get_report(conn: Connection, report_id: int, principal: Principal) -> dict[str, Any]:
@@ -117,4 +109,4 @@ def get_report(conn: Connection, report_id: int, principal: Principal) -> dict[s
     row = store.report_row(conn, report_id, principal, contacts=_reads_contacts(principal))
     if row is None:
         raise NotFound(f"no report {report_id}")
-    return serialize(row, principal)
+    return serialize(row)
