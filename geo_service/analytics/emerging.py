@@ -294,7 +294,7 @@ def _cube_rows(
     rows = rollups.rollup_slices(
         conn, f, bounds[0], bounds[-1], unit, res=res, code_length=code_length
     )
-    return pd.DataFrame(rows, columns=["slice", "loc", "n"])
+    return rollups.frame(rows, ["slice", "loc", "n"])
 
 
 def _cube(

@@ -82,7 +82,7 @@ def _report_cells(
     conn: Connection, f: AnalysisFilter, res: int, intervals: list[Interval]
 ) -> list[pd.DataFrame]:
     return [
-        pd.DataFrame(rollups.report_cells(conn, f, res, since, until), columns=["h3", "n"])
+        rollups.frame(rollups.report_cells(conn, f, res, since, until), ["h3", "n"])
         for since, until in intervals
     ]
 
@@ -99,7 +99,7 @@ def cell_counts(conn: Connection, f: AnalysisFilter, res: int) -> pd.DataFrame:
     else:
         if days is not None:
             rows = rollups.rollup_cells(conn, f, res, *days)
-            parts.append(pd.DataFrame(rows, columns=["h3", "n"]))
+            parts.append(rollups.frame(rows, ["h3", "n"]))
         parts += _report_cells(conn, f, res, edges)
     frame = pd.concat(parts) if parts else pd.DataFrame({"h3": [], "n": []})
     frame = (
@@ -139,10 +139,10 @@ def area_counts(conn: Connection, f: AnalysisFilter, level: str) -> pd.DataFrame
     parts: list[pd.DataFrame] = []
     if days is not None:
         rows = rollups.rollup_areas(conn, f, length, *days)
-        parts.append(pd.DataFrame(rows, columns=["code", "n"]))
+        parts.append(rollups.frame(rows, ["code", "n"]))
     for a, b in edges:
         rows = rollups.report_areas(conn, f, length, a, b)
-        parts.append(pd.DataFrame(rows, columns=["code", "n"]))
+        parts.append(rollups.frame(rows, ["code", "n"]))
     frame = pd.concat(parts) if parts else pd.DataFrame({"code": [], "n": []})
     return (
         frame.astype({"code": "str", "n": "int64"})

@@ -39,6 +39,7 @@ from geo_service.batch.periods import PERIODS, floor_period, local_days
 from geo_service.boundaries.codes import CODE_LENGTH, Level
 from geo_service.errors import InvalidInput
 from geo_service.store import batch as batch_store
+from geo_service.store import rollups as rollups_store
 
 AREA_LEVELS: Final = ("grid", "community", "town")
 KEYS: Final = ["period", "code", "category", "channel"]
@@ -276,4 +277,4 @@ def rollup_counts(
     columns ``period, code, category, channel, n`` sorted by key."""
     spec = RollupSpec.parse(by, period)
     rows = batch_store.rollup_rows(conn, spec.by, spec.period, first, stop)
-    return pd.DataFrame(rows, columns=[*KEYS, "n"])
+    return rollups_store.frame(rows, [*KEYS, "n"])
