@@ -13,7 +13,7 @@ import typer
 from geo_service.batch.cli import batch_app
 from geo_service.cli.access import keys_app, users_app
 from geo_service.cli.boundaries import boundaries_app
-from geo_service.cli.common import _fail, _url, console
+from geo_service.cli.common import console, database_url, fail
 from geo_service.cli.db import db_app
 from geo_service.cli.reports import reports_app, stats_app
 from geo_service.cli.serve import demo, numba_threads_per_worker
@@ -37,7 +37,7 @@ def migrate() -> None:
     """Bring the database (DATABASE_URL, or the private cluster) to the current schema."""
     from geo_service.db.migrate import current_revision, upgrade
 
-    url = _url()
+    url = database_url()
     upgrade(url)
     console.print(f"schema at revision {current_revision(url)}")
 
@@ -53,10 +53,10 @@ def locate(
     from geo_service.locator import Locator
 
     try:
-        loc = Locator.from_database(_url(), as_of=as_of)
+        loc = Locator.from_database(database_url(), as_of=as_of)
         res = loc.locate([lon], [lat], crs=crs)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     g = int(res.grid_index[0])
     out = {"grid": None if g < 0 else loc.chain(g), "version": loc.version.as_dict()}

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from geo_service.cli.common import _fail, _url, console
+from geo_service.cli.common import console, database_url, fail
 from geo_service.errors import GeoServiceError
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys and roles.")
@@ -25,12 +25,12 @@ def keys_create(
     from geo_service.auth import create_key
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             key = create_key(conn, role, label=label, scope=scope)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -46,12 +46,12 @@ def keys_revoke(
     from geo_service.auth import revoke_key
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             row = revoke_key(conn, key)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -65,7 +65,7 @@ def keys_list() -> None:
     from geo_service.db.engine import make_engine
     from geo_service.store.keys import all_keys
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.connect() as conn:
             rows = all_keys(conn)
@@ -104,12 +104,12 @@ def users_create(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             user_id = create_user(conn, name, role, password, scope)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -123,12 +123,12 @@ def users_disable(name: Annotated[str, typer.Argument(help="the user name")]) ->
     from geo_service.accounts import disable_user
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             disable_user(conn, name)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -141,7 +141,7 @@ def users_list() -> None:
     from geo_service.accounts import list_users
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.connect() as conn:
             rows = list_users(conn)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from geo_service.cli.common import _fail, _url, console
+from geo_service.cli.common import console, database_url, fail
 from geo_service.errors import GeoServiceError
 from geo_service.settings import Settings
 
@@ -34,7 +34,7 @@ def boundaries_import(
     from geo_service.boundaries.versions import parse_date
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with console.status(f"importing {path.name}..."):
             summary = import_layout(
@@ -47,7 +47,7 @@ def boundaries_import(
                 tolerance_m2=tolerance_m2,
             )
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -74,7 +74,7 @@ def boundaries_validate(
     try:
         layout = read_layout(path, crs=crs)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     problems = validate_layout(layout.frame, tolerance_m2)
     for p in problems:
@@ -119,12 +119,12 @@ def boundaries_publish(
     from geo_service.boundaries.versions import parse_date
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         day = parse_date(effective_from) or dt.date.today()
         done = publish.publish(engine, version, day, limits=Settings().planning)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -140,11 +140,11 @@ def boundaries_rollback(
     from geo_service.boundaries import publish
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         done = publish.rollback(engine, version)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -157,7 +157,7 @@ def boundaries_reroute_open_cases() -> None:
     from geo_service.boundaries.publish import IN_FORCE, follow_in_force
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             done = follow_in_force(conn, None, IN_FORCE)
@@ -175,7 +175,7 @@ def boundaries_list() -> None:
     from geo_service.boundaries import versions
     from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     with engine.connect() as conn:
         rows = versions.list_versions(conn)
     engine.dispose()

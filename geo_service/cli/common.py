@@ -29,13 +29,13 @@ DEMO_LABEL = "xiuzhou-demo-2025"
 DEMO_EFFECTIVE = dt.date(2025, 1, 1)
 
 
-def _url() -> str:
+def database_url() -> str:
     from geo_service.db.engine import resolve_database_url
 
     return resolve_database_url(Settings().database)
 
 
-def _fail(exc: GeoServiceError) -> None:
+def fail(exc: GeoServiceError) -> None:
     console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
     if isinstance(exc.details, list):
         for item in exc.details[:50]:
@@ -45,7 +45,7 @@ def _fail(exc: GeoServiceError) -> None:
     raise typer.Exit(2)
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     """A rich progress bar for storing reports: count, rate, elapsed and remaining time."""
     return Progress(
         TextColumn("{task.description}"),
@@ -58,7 +58,7 @@ def _progress() -> Progress:
     )
 
 
-def _reporting(
+def reporting(
     bar: Progress, description: str, expected: int | None = None
 ) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback that drives one task of ``bar``: shown at once

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from geo_service.cli.common import _url, console
+from geo_service.cli.common import console, database_url
 from geo_service.settings import Settings
 
 db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
@@ -16,7 +16,7 @@ db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the private cluster if needed)."""
-    print(_url())
+    print(database_url())
 
 
 @db_app.command("stop")
@@ -38,7 +38,7 @@ def db_repair_heat(
     from geo_service.db.engine import make_engine
     from geo_service.store import rollups
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             filled = rollups.fill_h3_cells(conn)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from geo_service.cli.common import _fail, _progress, _reporting, _url, console
+from geo_service.cli.common import console, database_url, fail, progress_bar, reporting
 from geo_service.errors import GeoServiceError
 
 reports_app = typer.Typer(no_args_is_help=True, help="Reports and their closed loop.")
@@ -23,7 +23,7 @@ def reports_escalate_overdue() -> None:
     from geo_service.reports.workflow import escalate_overdue
     from geo_service.routing import RoutingTable
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with engine.begin() as conn:
             n = escalate_overdue(conn, dt.datetime.now(dt.UTC), RoutingTable.load(conn))
@@ -54,7 +54,7 @@ def reports_import(
     from geo_service.reports.importer import import_history, open_history
     from geo_service.routing import RoutingTable
 
-    engine = make_engine(_url(), pool_size=1)
+    engine = make_engine(database_url(), pool_size=1)
     try:
         with console.status(f"reading {path.name}..."):
             history = open_history(path, fmt)
@@ -62,19 +62,19 @@ def reports_import(
             with engine.connect() as conn:
                 routing = RoutingTable.load(conn)
         console.print(f"{path.name}: {len(history.frame):,} {history.kind} rows")
-        with _progress() as bar:
+        with progress_bar() as bar:
             stats = import_history(
                 engine,
                 history.frame,
                 timeline,
                 routing,
-                progress=_reporting(bar, "storing"),
+                progress=reporting(bar, "storing"),
                 default_crs=crs,
                 atomic=True,
                 refuse_any=not skip_bad,
             )
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()
@@ -124,18 +124,18 @@ def stats_report(
         day = dt.date.fromisoformat(date)
         moment = dt.datetime.fromisoformat(as_of) if as_of else None
     except ValueError as exc:
-        _fail(InvalidInput(f"--date / --as-of: {exc}"))
+        fail(InvalidInput(f"--date / --as-of: {exc}"))
         return
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
-    engine = make_engine(_url(), pool_size=2)
+    engine = make_engine(database_url(), pool_size=2)
     try:
         with console.status(f"building the {period} report..."):
             report = build_report(engine, period, day, as_of=moment, area=area)
             data = render(report, fmt)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         engine.dispose()

@@ -13,10 +13,10 @@ from geo_service.cli.common import (
     DEMO_EFFECTIVE,
     DEMO_LABEL,
     DEMO_LAYOUT,
-    _progress,
-    _reporting,
-    _url,
     console,
+    database_url,
+    progress_bar,
+    reporting,
 )
 from geo_service.settings import Settings
 
@@ -49,7 +49,7 @@ def _serve(host: str | None, port: int | None, workers: int) -> None:
 
     settings = Settings()
     if not settings.database.url:
-        os.environ["DATABASE_URL"] = _url()  # one cluster for every worker
+        os.environ["DATABASE_URL"] = database_url()  # one cluster for every worker
     host = host or settings.api.host
     port = port or settings.api.port
     # numba reads NUMBA_NUM_THREADS as each worker starts (imports it); an explicit one wins
@@ -95,8 +95,8 @@ def _load_demo_year(engine: Engine, url: str, n: int) -> None:
     locator = Locator.from_database(url)
     with engine.connect() as conn:
         routing = RoutingTable.load(conn)
-    with _progress() as bar:
-        report = _reporting(bar, "demo year", expected=n)
+    with progress_bar() as bar:
+        report = reporting(bar, "demo year", expected=n)
         stats = load_demo_history(engine, locator, routing, n=n, progress=report)
     assert stats is not None  # fewer than n were stored
     console.print(
@@ -123,7 +123,7 @@ def demo(
     from geo_service.db.migrate import upgrade
     from geo_service.routing import seed_units
 
-    url = _url()
+    url = database_url()
     upgrade(url)
     engine = make_engine(url, pool_size=1)
     try:
