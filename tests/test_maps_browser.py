@@ -410,6 +410,17 @@ def test_bad_filters_are_refused_naming_the_value(client: TestClient) -> None:
     assert r.status_code == 422
 
 
+def test_hotspots_page_says_in_chinese_why_gi_did_not_run(
+    client: TestClient, clusters: list[Place]
+) -> None:
+    """One grid's area holds fewer than 30 cells and one grid: the page still draws, and its
+    panel says why there is no Gi* layer (the printed report's wording)."""
+    r = client.get("/maps/hotspots", params={"area": clusters[0].code})
+    assert r.status_code == 200
+    assert "H3 六边形（分辨率 8）未作 Gi* 分析：六边形数少于30个。" in r.text
+    assert "网格未作 Gi* 分析：网格数少于30个。" in r.text
+
+
 def test_lowering_k_on_a_page_needs_a_staff_key(client: TestClient, keys: dict[str, str]) -> None:
     assert client.get("/maps/heat", params={"k": 0}).status_code == 401
     r = client.get("/maps/heat", params={"k": 0}, headers=auth(keys["reporter"]))

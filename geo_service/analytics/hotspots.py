@@ -76,6 +76,16 @@ class NoVariation(InvalidInput):
     code = "no_variation"
 
 
+def why_not_zh(exc: InvalidInput, noun: str = "要素") -> str:
+    """Why Gi* did not run, in Chinese, for pages and printed reports (``noun``: what the
+    features are, e.g. 网格)."""
+    if isinstance(exc, NotEnoughFeatures):
+        return f"{noun}数少于{MIN_FEATURES}个"
+    if isinstance(exc, NoVariation):
+        return f"各{noun}上报数相同"
+    return "数据不足"
+
+
 @dataclasses.dataclass(frozen=True)
 class GiStar:
     """Gi* per feature: z-score, esda's one-sided p (``p_norm``) and the two-sided p."""

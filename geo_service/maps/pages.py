@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from geo_service.analytics import areas as area_data
 from geo_service.analytics import heat, hotspots, stages
+from geo_service.analytics.hotspots import why_not_zh
 from geo_service.analytics.privacy import suppress
 from geo_service.errors import InvalidInput
 from geo_service.maps.base import Basemap, Bounds, heat_surface, operator_map, render_page
@@ -203,13 +204,13 @@ def heat_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
 
 
 def _hotspot_frame(
-    conn: Connection, q: MapQuery, ctx: PageContext, what: str, **kw: Any
+    conn: Connection, q: MapQuery, ctx: PageContext, what: str, noun: str, **kw: Any
 ) -> tuple[gpd.GeoDataFrame | None, str | None]:
     """Gi* suppressed for the page, or None and the reason it cannot be computed."""
     try:
         frame = hotspots.hotspots(conn, q.analysis_filter, **kw)
     except InvalidInput as exc:
-        return None, f"{what}无法计算 Gi*：{exc.message}"
+        return None, f"{what}未作 Gi* 分析：{why_not_zh(exc, noun)}。"
     level = kw.get("level")
     frame = suppress(frame, ctx.k, drop=level is None)
     if level is not None:
@@ -223,8 +224,8 @@ def _hotspot_frame(
 def hotspots_page(conn: Connection, q: MapQuery, ctx: PageContext) -> str:
     """Gi* hot and cold spots (FDR-corrected) on H3 cells and on grids, exclusive layers."""
     res = q.res or DEFAULT_RES
-    cells, cell_note = _hotspot_frame(conn, q, ctx, f"H3 六边形（分辨率 {res}）", res=res)
-    grids, grid_note = _hotspot_frame(conn, q, ctx, "网格", level="grid")
+    cells, cell_note = _hotspot_frame(conn, q, ctx, f"H3 六边形（分辨率 {res}）", "六边形", res=res)
+    grids, grid_note = _hotspot_frame(conn, q, ctx, "网格", "网格", level="grid")
     gi = (("n", "上报数"), ("z", "Gi* z 值"), ("q", "p 值（FDR 校正）"), ("confidence", "类别"))
     layers: list[LegendLayer | Layer] = []
     summary = []

@@ -25,13 +25,7 @@ from sqlalchemy import Engine
 
 from geo_service.analytics import areas as area_data
 from geo_service.analytics.filters import make_filter
-from geo_service.analytics.hotspots import (
-    CLASS_NAMES,
-    MIN_FEATURES,
-    NotEnoughFeatures,
-    NoVariation,
-    hotspots_areas,
-)
+from geo_service.analytics.hotspots import CLASS_NAMES, hotspots_areas, why_not_zh
 from geo_service.boundaries.codes import CODE_LENGTH
 from geo_service.db.schema import AreaLevel
 from geo_service.errors import Forbidden, InvalidInput
@@ -364,13 +358,7 @@ def _outline_level(area: str | None) -> AreaLevel:
 
 
 def _hotspot_note(exc: InvalidInput) -> str:
-    if isinstance(exc, NotEnoughFeatures):
-        why = f"网格数少于{MIN_FEATURES}个"
-    elif isinstance(exc, NoVariation):
-        why = "各网格上报数相同"
-    else:
-        why = "数据不足"
-    return f"未作热点分析（{why}），按各网格上报数分级着色。"
+    return f"未作热点分析（{why_not_zh(exc, '网格')}），按各网格上报数分级着色。"
 
 
 def _hotspot_map(engine: Engine, p: Period, area: str | None) -> tuple[str, str]:
