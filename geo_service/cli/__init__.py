@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from geo_service.batch.cli import batch_app
 from geo_service.cli.access import keys_app, users_app
+from geo_service.cli.batch import batch_app
 from geo_service.cli.boundaries import boundaries_app
 from geo_service.cli.common import console, database_url, fail
 from geo_service.cli.db import db_app

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from geo_service.cli.common import console, database_url, fail
-from geo_service.errors import GeoServiceError
+from geo_service.cli.common import command_engine, console
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys and roles.")
 users_app = typer.Typer(no_args_is_help=True, help="People who sign in to the pages.")
@@ -23,17 +22,9 @@ def keys_create(
 ) -> None:
     """Create an API key; the key is printed alone on the last line (only its hash is kept)."""
     from geo_service.auth import create_key
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            key = create_key(conn, role, label=label, scope=scope)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        key = create_key(conn, role, label=label, scope=scope)
     console.print(f"{role} key created" + (f" for {scope}" if scope else "") + ":")
     print(key)
 
@@ -44,17 +35,9 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: refused on every worker within a second; audited, never deleted."""
     from geo_service.auth import revoke_key
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            row = revoke_key(conn, key)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        row = revoke_key(conn, key)
     label = f" ({row.label})" if row.label else ""
     console.print(f"{row.role} key {row.id} {row.prefix}…{label} revoked")
 
@@ -62,15 +45,10 @@ def keys_revoke(
 @keys_app.command("list")
 def keys_list() -> None:
     """Every API key: id, prefix, role, label, scope, created, revoked (never the key)."""
-    from geo_service.db.engine import make_engine
     from geo_service.store.keys import all_keys
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            rows = all_keys(conn)
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.connect() as conn:
+        rows = all_keys(conn)
     table = Table("id", "prefix", "role", "label", "scope", "created", "revoked")
     for r in rows:
         table.add_row(
@@ -98,21 +76,13 @@ def users_create(
     import sys
 
     from geo_service.accounts import create_user
-    from geo_service.db.engine import make_engine
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            user_id = create_user(conn, name, role, password, scope)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        user_id = create_user(conn, name, role, password, scope)
     where = f", {scope}" if scope else ""
     console.print(f"user {name} ({role}{where}) created: id {user_id}")
 
@@ -121,17 +91,9 @@ def users_create(
 def users_disable(name: Annotated[str, typer.Argument(help="the user name")]) -> None:
     """Disable a user: it cannot sign in, and its open sessions end at once; audited."""
     from geo_service.accounts import disable_user
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            disable_user(conn, name)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        disable_user(conn, name)
     console.print(f"user {name} disabled; its sessions ended")
 
 
@@ -139,14 +101,9 @@ def users_disable(name: Annotated[str, typer.Argument(help="the user name")]) ->
 def users_list() -> None:
     """Every user: id, name, role, scope, created, disabled (never a password hash)."""
     from geo_service.accounts import list_users
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            rows = list_users(conn)
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.connect() as conn:
+        rows = list_users(conn)
     table = Table("id", "name", "role", "scope", "created", "disabled")
     for r in rows:
         table.add_row(

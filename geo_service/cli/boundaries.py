@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from geo_service.cli.common import console, database_url, fail
+from geo_service.cli.common import command_engine, console, fail
 from geo_service.errors import GeoServiceError
 from geo_service.settings import Settings
 
@@ -32,25 +32,17 @@ def boundaries_import(
     """Validate a layout and store it as a new boundary version (nothing written if refused)."""
     from geo_service.boundaries.importer import import_layout
     from geo_service.boundaries.versions import parse_date
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with console.status(f"importing {path.name}..."):
-            summary = import_layout(
-                engine,
-                path,
-                version,
-                crs=crs,
-                effective_from=parse_date(effective_from),
-                publish=publish,
-                tolerance_m2=tolerance_m2,
-            )
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, console.status(f"importing {path.name}..."):
+        summary = import_layout(
+            engine,
+            path,
+            version,
+            crs=crs,
+            effective_from=parse_date(effective_from),
+            publish=publish,
+            tolerance_m2=tolerance_m2,
+        )
     v = summary.version
     console.print(
         f"version [bold]{v.label}[/bold] (id {v.id}) {v.status}"
@@ -117,17 +109,10 @@ def boundaries_publish(
     error, units seeded, open cases re-routed when it is in force today."""
     from geo_service.boundaries import publish
     from geo_service.boundaries.versions import parse_date
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
+    with command_engine() as engine:
         day = parse_date(effective_from) or dt.date.today()
         done = publish.publish(engine, version, day, limits=Settings().planning)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
     _print_switch(done)
 
 
@@ -138,16 +123,9 @@ def boundaries_rollback(
     """Take back the latest published version; the one it replaced is in force again and
     still-open cases move back, as the HTTP rollback does."""
     from geo_service.boundaries import publish
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
+    with command_engine() as engine:
         done = publish.rollback(engine, version)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
     _print_switch(done)
 
 
@@ -155,14 +133,9 @@ def boundaries_rollback(
 def boundaries_reroute_open_cases() -> None:
     """Move open cases to the version in force today (after a publish dated later); from cron."""
     from geo_service.boundaries.publish import IN_FORCE, follow_in_force
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            done = follow_in_force(conn, None, IN_FORCE)
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        done = follow_in_force(conn, None, IN_FORCE)
     console.print(
         f"{done.open_cases} open case(s) checked, {done.moved} moved to another grid, "
         f"{done.unit_changed} given another unit"
@@ -173,12 +146,9 @@ def boundaries_reroute_open_cases() -> None:
 def boundaries_list() -> None:
     """The boundary versions, newest first."""
     from geo_service.boundaries import versions
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(database_url(), pool_size=1)
-    with engine.connect() as conn:
+    with command_engine() as engine, engine.connect() as conn:
         rows = versions.list_versions(conn)
-    engine.dispose()
     table = Table("id", "label", "status", "from", "to")
     for v in rows:
         table.add_row(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +24,9 @@ from rich.progress import (
 from geo_service.errors import GeoServiceError
 from geo_service.settings import PROJECT_ROOT, Settings
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 console = Console()
 
 DEMO_LAYOUT = PROJECT_ROOT / "boundaries" / "xiuzhou_demo.geojson"
@@ -35,14 +40,30 @@ def database_url() -> str:
     return resolve_database_url(Settings().database)
 
 
-def fail(exc: GeoServiceError) -> None:
-    console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+def fail(exc: GeoServiceError) -> NoReturn:
+    """Print the error (and its first 50 details) and end the command with exit code 2."""
+    console.print(f"[red]error ({exc.code}):[/red] {exc.message}", soft_wrap=True)
     if isinstance(exc.details, list):
         for item in exc.details[:50]:
             console.print(f"  - {item.get('message', item) if isinstance(item, dict) else item}")
         if len(exc.details) > 50:
             console.print(f"  ... and {len(exc.details) - 50} more")
     raise typer.Exit(2)
+
+
+@contextmanager
+def command_engine(pool_size: int = 1) -> Iterator[Engine]:
+    """An engine on the database for one command, disposed at the end; a
+    :class:`GeoServiceError` from the work is printed and ends the command (exit 2)."""
+    from geo_service.db.engine import make_engine
+
+    engine = make_engine(database_url(), pool_size=pool_size)
+    try:
+        yield engine
+    except GeoServiceError as exc:
+        fail(exc)
+    finally:
+        engine.dispose()
 
 
 def progress_bar() -> Progress:
@@ -59,11 +80,11 @@ def progress_bar() -> Progress:
 
 
 def reporting(
-    bar: Progress, description: str, expected: int | None = None
+    bar: Progress, description: str, expected: int | None = None, *, unit: str = "reports"
 ) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback that drives one task of ``bar``: shown at once
-    when the ``expected`` total is known, else from the first call (so a refused import,
-    which stores nothing, shows no bar)."""
+    """A ``progress(done, total)`` callback that drives one task of ``bar`` (its rate in
+    ``unit``/s): shown at once when the ``expected`` total is known, else from the first call
+    (so a refused import, which stores nothing, shows no bar)."""
     tasks: list[TaskID] = []
     if expected is not None:
         tasks.append(bar.add_task(description, total=expected, rate=""))
@@ -73,7 +94,7 @@ def reporting(
         if not tasks:
             tasks.append(bar.add_task(description, total=total, rate=""))
         elapsed = time.perf_counter() - started
-        rate = f"{done / elapsed:,.0f} reports/s" if done and elapsed > 0 else ""
+        rate = f"{done / elapsed:,.0f} {unit}/s" if done and elapsed > 0 else ""
         bar.update(tasks[0], completed=done, total=total, rate=rate)
 
     return update

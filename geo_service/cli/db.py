@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from geo_service.cli.common import console, database_url
+from geo_service.cli.common import command_engine, console, database_url
 from geo_service.settings import Settings
 
 db_app = typer.Typer(no_args_is_help=True, help="The private PostGIS cluster.")
@@ -35,16 +35,11 @@ def db_repair_heat(
 ) -> None:
     """Give reports stored without an H3 cell (a point moved by hand, a foreign writer) theirs
     and, with --rebuild, recount the heat roll-up: repairs, never needed in normal running."""
-    from geo_service.db.engine import make_engine
     from geo_service.store import rollups
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            filled = rollups.fill_h3_cells(conn)
-            recounted = rollups.rebuild_heat_rollup(conn) if rebuild else None
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        filled = rollups.fill_h3_cells(conn)
+        recounted = rollups.rebuild_heat_rollup(conn) if rebuild else None
     console.print(f"{filled} report cells filled")
     if recounted is not None:
         console.print(f"heat roll-up rebuilt: {recounted} rows")

@@ -9,7 +9,13 @@ from typing import Annotated
 
 import typer
 
-from geo_service.cli.common import console, database_url, fail, progress_bar, reporting
+from geo_service.cli.common import (
+    command_engine,
+    console,
+    fail,
+    progress_bar,
+    reporting,
+)
 from geo_service.errors import GeoServiceError
 
 reports_app = typer.Typer(no_args_is_help=True, help="Reports and their closed loop.")
@@ -19,16 +25,11 @@ stats_app = typer.Typer(no_args_is_help=True, help="The command centre's figures
 @reports_app.command("escalate-overdue")
 def reports_escalate_overdue() -> None:
     """Escalate every open overdue case one level (once per SLA period); run it from cron."""
-    from geo_service.db.engine import make_engine
     from geo_service.reports.workflow import escalate_overdue
     from geo_service.routing import RoutingTable
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
-        with engine.begin() as conn:
-            n = escalate_overdue(conn, dt.datetime.now(dt.UTC), RoutingTable.load(conn))
-    finally:
-        engine.dispose()
+    with command_engine() as engine, engine.begin() as conn:
+        n = escalate_overdue(conn, dt.datetime.now(dt.UTC), RoutingTable.load(conn))
     console.print(f"{n} overdue case(s) escalated")
 
 
@@ -49,13 +50,11 @@ def reports_import(
     """Import past reports, each located in the boundary version in force on its day and
     routed as at intake, in one transaction; a bad row refuses the file (exit 1, nothing
     written) unless --skip-bad. Re-importing adds only rows not stored before."""
-    from geo_service.db.engine import make_engine
     from geo_service.reports.import_versions import BoundaryTimeline
     from geo_service.reports.importer import import_history, open_history
     from geo_service.routing import RoutingTable
 
-    engine = make_engine(database_url(), pool_size=1)
-    try:
+    with command_engine() as engine:
         with console.status(f"reading {path.name}..."):
             history = open_history(path, fmt)
             timeline = BoundaryTimeline.from_database(engine)
@@ -73,11 +72,6 @@ def reports_import(
                 atomic=True,
                 refuse_any=not skip_bad,
             )
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
     if stats.ignored_columns:
         console.print(f"[yellow]ignored columns:[/yellow] {', '.join(stats.ignored_columns)}")
     if stats.refused:
@@ -115,7 +109,6 @@ def stats_report(
 ) -> None:
     """Print the period's report in Chinese: figures per town, community, grid and unit,
     ranking, trend charts, hot-spot map, overdue and supervised cases."""
-    from geo_service.db.engine import make_engine
     from geo_service.errors import InvalidInput
     from geo_service.stats.report import build_report, check_format, render
 
@@ -129,15 +122,9 @@ def stats_report(
     except GeoServiceError as exc:
         fail(exc)
         return
-    engine = make_engine(database_url(), pool_size=2)
-    try:
-        with console.status(f"building the {period} report..."):
-            report = build_report(engine, period, day, as_of=moment, area=area)
-            data = render(report, fmt)
-    except GeoServiceError as exc:
-        fail(exc)
-        return
-    finally:
-        engine.dispose()
+    status = console.status(f"building the {period} report...")
+    with command_engine(pool_size=2) as engine, status:
+        report = build_report(engine, period, day, as_of=moment, area=area)
+        data = render(report, fmt)
     output.write_bytes(data)
     console.print(f"{report.title} · {report.period_zh}: {output} ({len(data):,} bytes)")

@@ -1,25 +1,23 @@
-"""``geo-service batch``: export, relocate and rollup commands (heavy imports inside them)."""
+"""``geo-service batch``: export, relocate and rollup on Dask over GeoParquet (heavy imports
+inside the commands, so the rest of the CLI starts fast)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from geo_service.cli.common import (
+    command_engine,
+    console,
+    database_url,
+    fail,
+    progress_bar,
+    reporting,
+)
 from geo_service.errors import GeoServiceError
 
 if TYPE_CHECKING:
@@ -29,7 +27,6 @@ batch_app = typer.Typer(
     no_args_is_help=True,
     help="Batch work on Dask over GeoParquet: export, relocate, rollup.",
 )
-console = Console()
 
 Scheduler = Annotated[
     str | None,
@@ -39,51 +36,6 @@ Workers = Annotated[
     int | None,
     typer.Option(help="start a local cluster of N worker processes (default: one per core)"),
 ]
-
-
-def _url() -> str:
-    from geo_service.db.engine import resolve_database_url
-    from geo_service.settings import Settings
-
-    return resolve_database_url(Settings().database)
-
-
-def _fail(exc: GeoServiceError) -> None:
-    console.print(f"[red]error ({exc.code}):[/red] {exc.message}", soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def _phases(bar: Progress, unit: str) -> Callable[[str], Callable[[int, int], None]]:
-    """``phase → update(done, total)`` callbacks, one bar task per phase."""
-
-    def phase(name: str) -> Callable[[int, int], None]:
-        """The callback of phase ``name`` (its bar appears with the first update)."""
-        task: list[TaskID] = []
-        started = time.perf_counter()
-
-        def update(done: int, total: int) -> None:
-            """Move the phase's bar to ``done`` of ``total``."""
-            if not task:
-                task.append(bar.add_task(name, total=total, rate=""))
-            elapsed = time.perf_counter() - started
-            rate = f"{done / elapsed:,.1f} {unit}/s" if done and elapsed > 0 else ""
-            bar.update(task[0], completed=done, total=total, rate=rate)
-
-        return update
-
-    return phase
 
 
 @contextmanager
@@ -111,23 +63,15 @@ def export(
     """Write stored reports as GeoParquet, hive-partitioned by month and district."""
     from geo_service.batch.export import export_reports
     from geo_service.boundaries.versions import parse_date
-    from geo_service.db.engine import make_engine
 
-    engine = make_engine(_url(), pool_size=1)
-    try:
-        with _bar() as bar:
-            stats = export_reports(
-                engine,
-                out_dir,
-                parse_date(since),
-                parse_date(until),
-                progress=_phases(bar, "reports")("exporting"),
-            )
-    except GeoServiceError as exc:
-        _fail(exc)
-        return
-    finally:
-        engine.dispose()
+    with command_engine() as engine, progress_bar() as bar:
+        stats = export_reports(
+            engine,
+            out_dir,
+            parse_date(since),
+            parse_date(until),
+            progress=reporting(bar, "exporting", unit="reports"),
+        )
     console.print(
         f"exported {stats.rows:,} report(s) to {out_dir}: {len(stats.files)} file(s) in "
         f"{len(stats.partitions)} (month, district) partition(s), {stats.seconds:.1f} s",
@@ -159,17 +103,18 @@ def relocate(
     try:
         with console.status("checking the source and loading the layout..."):
             source = open_source(src)
-            sharded = open_layout(_url, version=version, as_of=as_of, layout=layout)
+            sharded = open_layout(database_url, version=version, as_of=as_of, layout=layout)
         console.print(
             f"{src}: {source.rows:,} rows in {len(source.files)} file(s), "
             f"{len(source.pieces)} task(s); layout {sharded.version.label}: "
             f"{sharded.n_grids:,} grids in {len(sharded.keys)} shard(s)",
             soft_wrap=True,
         )
-        with _cluster(scheduler, workers) as client, _bar() as bar:
-            stats = run(client, source, sharded, out, progress=_phases(bar, "tasks")("relocating"))
+        with _cluster(scheduler, workers) as client, progress_bar() as bar:
+            progress = reporting(bar, "relocating", unit="tasks")
+            stats = run(client, source, sharded, out, progress=progress)
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
         return
     held = ", ".join(f"{len(s)}" for s in stats.shards_used.values())
     moved = "" if stats.moved is None else f", {stats.moved:,} moved to another grid"
@@ -197,7 +142,6 @@ def rollup(
     from geo_service.batch.dataset import open_source
     from geo_service.batch.rollup import RollupSpec, check_columns, load_rollup
     from geo_service.batch.rollup import rollup as run
-    from geo_service.db.engine import make_engine
 
     try:
         spec = RollupSpec.parse(by, period)
@@ -208,20 +152,17 @@ def rollup(
             f"{len(source.pieces)} task(s)",
             soft_wrap=True,
         )
-        with _cluster(scheduler, workers) as client, _bar() as bar:
-            stats = run(client, source, spec, out, progress=_phases(bar, "tasks")("counting"))
+        with _cluster(scheduler, workers) as client, progress_bar() as bar:
+            progress = reporting(bar, "counting", unit="tasks")
+            stats = run(client, source, spec, out, progress=progress)
         console.print(
             f"{stats.counted:,} of {stats.rows:,} report(s) counted in {stats.groups:,} "
             f"row(s), {stats.files} file(s) in {out}, {stats.seconds:.1f} s",
             soft_wrap=True,
         )
         if load:
-            engine = make_engine(_url(), pool_size=1)
-            try:
-                with console.status("loading into PostGIS..."):
-                    rows = load_rollup(engine, out, spec, str(src))
-            finally:
-                engine.dispose()
+            with command_engine() as engine, console.status("loading into PostGIS..."):
+                rows = load_rollup(engine, out, spec, str(src))
             console.print(f"loaded {rows:,} row(s) into batch_rollups ({spec.by}, {period})")
     except GeoServiceError as exc:
-        _fail(exc)
+        fail(exc)
