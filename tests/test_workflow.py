@@ -454,6 +454,39 @@ def test_escalate_overdue_escalates_an_overdue_case_once_per_sla_period_and_not_
     assert [e["action"] for e in history(client, op, late["id"])].count("escalate_overdue") == 2
 
 
+def test_one_sweep_escalates_many_cases_in_any_open_status_and_their_facts_follow(
+    client: TestClient, keys, engine, demo_locator
+) -> None:
+    """Cases of several statuses escalate together (their changes go out as one statement
+    per set of columns, their events as one insert) and each ends as one escalation would
+    leave it, its case facts (the figures' source) updated by the same statements."""
+    op = keys["operator"]
+    statuses = ("discovered", "accepted", "dispatched", "handling", "handling")
+    cases = [file_report(client, op, demo_locator, 570 + i, reported_at=LONG_AGO)["id"]
+             for i in range(len(statuses))]  # fmt: skip
+    for rid, status in zip(cases, statuses, strict=True):
+        walk(client, op, rid, status)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE reports SET due_at = now() - interval '1 minute' "
+                          "WHERE id = ANY(:ids)"), {"ids": cases})  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    assert _sweep(engine, now) >= len(cases)
+    expected = {"discovered": "discovered", "accepted": "accepted"}
+    for rid, before in zip(cases, statuses, strict=True):
+        s = _state(engine, rid)
+        assert s.handling_level == "town" and s.unit.startswith("town_safety_office:")
+        assert s.due_at == catalogue.deadline("safety_hazard", "handle", now)
+        assert s.status == expected.get(before, "dispatched")
+        steps = [e["action"] for e in history(client, op, rid)]
+        assert steps.count("escalate_overdue") == 1
+    with engine.connect() as conn:
+        facts = dict(conn.execute(
+            text("SELECT f.report_id, f.status = r.status AND f.unit_id = r.unit_id "
+                 "FROM case_facts f JOIN reports r ON r.id = f.report_id "
+                 "WHERE f.report_id = ANY(:ids)"), {"ids": cases}).all())  # fmt: skip
+    assert facts == dict.fromkeys(cases, True)
+
+
 def test_escalate_overdue_endpoint_is_for_operators_and_the_cli_runs_it(
     client: TestClient, keys, engine, demo_locator, database_url, monkeypatch
 ) -> None:

@@ -168,12 +168,13 @@ def _record(
 ) -> None:
     """Apply each step to its report and write its event (time, actor, role, note) and its
     audit entry."""
+    changes = []
     for s in steps:
         values = dict(s.changes)
         if s.to_status != s.case.status:
             values.update(status=s.to_status, status_at=at)
-        if values:
-            store.update_case(conn, s.case.id, values)
+        changes.append((s.case.id, values))
+    store.update_cases(conn, changes)
     for action in sorted({s.action for s in steps}):
         audit.record_many(
             conn,
