@@ -454,15 +454,22 @@ def test_escalate_overdue_escalates_an_overdue_case_once_per_sla_period_and_not_
     assert [e["action"] for e in history(client, op, late["id"])].count("escalate_overdue") == 2
 
 
+@pytest.mark.parametrize("max_parameters", [None, 12])
 def test_one_sweep_escalates_many_cases_in_any_open_status_and_their_facts_follow(
-    client: TestClient, keys, engine, demo_locator
+    client: TestClient, keys, engine, demo_locator, monkeypatch, max_parameters
 ) -> None:
     """Cases of several statuses escalate together (their changes go out as one statement
-    per set of columns, their events as one insert) and each ends as one escalation would
-    leave it, its case facts (the figures' source) updated by the same statements."""
+    per set of columns, their events as one insert, cut in batches when a statement would
+    carry too many values) and each ends as one escalation would leave it, its case facts
+    (the figures' source) updated by the same statements."""
+    from geo_service.store import reports as report_store
+
+    if max_parameters is not None:  # two or three rows a statement: the batches are used
+        monkeypatch.setattr(report_store, "MAX_PARAMETERS", max_parameters)
     op = keys["operator"]
     statuses = ("discovered", "accepted", "dispatched", "handling", "handling")
-    cases = [file_report(client, op, demo_locator, 570 + i, reported_at=LONG_AGO)["id"]
+    first = 570 if max_parameters is None else 580
+    cases = [file_report(client, op, demo_locator, first + i, reported_at=LONG_AGO)["id"]
              for i in range(len(statuses))]  # fmt: skip
     for rid, status in zip(cases, statuses, strict=True):
         walk(client, op, rid, status)

@@ -57,7 +57,6 @@ def locate(
         res = loc.locate([lon], [lat], crs=crs)
     except GeoServiceError as exc:
         fail(exc)
-        return
     g = int(res.grid_index[0])
     out = {"grid": None if g < 0 else loc.chain(g), "version": loc.version.as_dict()}
     console.print_json(json.dumps(out, ensure_ascii=False))

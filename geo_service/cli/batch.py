@@ -115,7 +115,6 @@ def relocate(
             stats = run(client, source, sharded, out, progress=progress)
     except GeoServiceError as exc:
         fail(exc)
-        return
     held = ", ".join(f"{len(s)}" for s in stats.shards_used.values())
     moved = "" if stats.moved is None else f", {stats.moved:,} moved to another grid"
     console.print(

@@ -67,7 +67,6 @@ def boundaries_validate(
         layout = read_layout(path, crs=crs)
     except GeoServiceError as exc:
         fail(exc)
-        return
     problems = validate_layout(layout.frame, tolerance_m2)
     for p in problems:
         console.print(f"- {p.kind}: {p.message} at {p.location}")

@@ -121,7 +121,6 @@ def stats_report(
         return
     except GeoServiceError as exc:
         fail(exc)
-        return
     status = console.status(f"building the {period} report...")
     with command_engine(pool_size=2) as engine, status:
         report = build_report(engine, period, day, as_of=moment, area=area)

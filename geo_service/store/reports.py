@@ -11,7 +11,7 @@ modules decide; they hand this module values and get rows back.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -570,39 +570,45 @@ def update_case(conn: Connection, report_id: int, values: Mapping[str, Any]) -> 
     )
 
 
+MAX_PARAMETERS: Final = 65_535
+"""Bound values one PostgreSQL statement may carry: batches are cut to fit."""
+
+
+def _batches(rows: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+    """``rows`` in slices of at most ``MAX_PARAMETERS // width`` (``width`` values a row)."""
+    size = max(1, MAX_PARAMETERS // max(width, 1))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 def update_cases(conn: Connection, changes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-    """Set columns of many reports, one statement per set of columns changed (so the
-    roll-up triggers run once per statement, not once per case: a sweep of 1,000 cases
+    """Set columns of many reports, one statement per set of columns changed and batch (so
+    the roll-up triggers run once per statement, not once per case: a sweep of 1,000 cases
     was 1,000 statements); ``changes`` are (report id, column → value)."""
     groups: dict[tuple[str, ...], list[tuple[int, Mapping[str, Any]]]] = {}
     for report_id, values_of in changes:
         if values_of:
             groups.setdefault(tuple(sorted(values_of)), []).append((report_id, values_of))
     for names, rows in groups.items():
-        if len(rows) == 1:
-            update_case(conn, *rows[0])
-            continue
-        given = values(
-            column("id", BigInteger), *(column(n, reports.c[n].type) for n in names), name="v"
-        ).data([(report_id, *(v[n] for n in names)) for report_id, v in rows])
-        conn.execute(
-            update(reports)
-            .where(reports.c.id == cast(given.c.id, BigInteger))
-            # a column of NULLs arrives untyped: each value is cast to its column's type
-            .values({n: cast(given.c[n], reports.c[n].type) for n in names})
-        )
-
-
-EVENTS_PER_STATEMENT: Final = 4_000  # x 11 columns stays under PostgreSQL's 65,535 parameters
+        for batch in _batches(rows, len(names) + 1):
+            given = values(
+                column("id", BigInteger), *(column(n, reports.c[n].type) for n in names), name="v"
+            ).data([(report_id, *(v[n] for n in names)) for report_id, v in batch])
+            conn.execute(
+                update(reports)
+                .where(reports.c.id == cast(given.c.id, BigInteger))
+                # a column of NULLs arrives untyped: each value is cast to its column's type
+                .values({n: cast(given.c[n], reports.c[n].type) for n in names})
+            )
 
 
 def add_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
     """Append loop events (``report_id``, ``at``, ``action``, ``from_status``, ``to_status``,
     ``unit_id``, ``actor_key_id``, ``actor``, ``note``, the deadlines set), in order: each
     batch one multi-row INSERT, so the case-facts trigger runs once per batch, not per event."""
-    for start in range(0, len(events), EVENTS_PER_STATEMENT):
-        batch = [dict(e) for e in events[start : start + EVENTS_PER_STATEMENT]]
-        conn.execute(insert(report_events).values(batch))
+    if events:
+        for batch in _batches(events, len(events[0])):
+            conn.execute(insert(report_events).values([dict(e) for e in batch]))
 
 
 def events_of(conn: Connection, report_id: int) -> Sequence[Any]:
